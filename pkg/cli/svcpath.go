@@ -1,0 +1,323 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
+	"k8s.io/kubectl/pkg/util/templates"
+
+	"github.com/svcpath/kubectl-svcpath/pkg/analyze"
+	"github.com/svcpath/kubectl-svcpath/pkg/render"
+	"github.com/svcpath/kubectl-svcpath/pkg/report"
+	"github.com/svcpath/kubectl-svcpath/pkg/snapshot"
+)
+
+var (
+	svcpathLong = templates.LongDesc(`
+		Explain what happens to a packet sent to a Service, and flag what is broken.
+
+		kubectl svcpath reads a node's real packet-filter rules (the iptables or nftables
+		rules kube-proxy wrote) together with the Service, its EndpointSlices, Pods and
+		Nodes. For each node and each way into the service (ClusterIP, NodePort, external
+		and load-balancer IPs) it shows the numbered rules a new connection goes through,
+		the endpoints it ends at with their probabilities, and where the source is
+		rewritten (masquerade, SNAT). Then it lists findings, worst first: endpoints
+		that are never chosen, stale DNAT targets, missing rules, surprising SNAT.
+
+		The data comes from a snapshot directory (--snapshot DIR, see docs/snapshot.md).
+		Collecting live from a cluster is not available in this build yet.
+
+		The service is given as NAMESPACE/NAME, as NAME with -n NAMESPACE, or as
+		svc/NAME. Without a namespace, the current namespace of your kubeconfig is
+		used when there is one, else "default". To explain a service named like a
+		subcommand (version, help), write svc/version.
+
+		Exit status: 0 when the report was printed; 1 on an error, or when --fail-on
+		is set and a finding of that severity or worse exists (error > warning > info).`)
+
+	svcpathExample = templates.Examples(`
+		# Explain default/test from the walkthrough snapshot shipped with the sources
+		kubectl svcpath default/test --snapshot examples/walkthrough
+
+		# Explain shop/web on worker-1 only, as JSON (live mode: needs a build with the collector)
+		kubectl svcpath svc/web -n shop --node worker-1 -o json
+
+		# In CI: fail (exit status 1) when any warning or error is found
+		kubectl svcpath shop/web --snapshot DIR --fail-on warning
+
+		# Force colours when piping into a pager
+		kubectl svcpath shop/web --snapshot DIR --color always | less -R`)
+)
+
+// Values of -o/--output.
+const (
+	outputText = "text"
+	outputJSON = "json"
+	outputYAML = "yaml"
+)
+
+var outputFormats = []string{outputText, outputJSON, outputYAML}
+
+// Where the namespace came from, for error messages.
+const (
+	nsFromArgument   = "argument"
+	nsFromFlag       = "flag"
+	nsFromKubeconfig = "kubeconfig"
+	nsFromDefault    = "default"
+)
+
+// SvcpathOptions holds the flags of `kubectl svcpath`, what Complete derives
+// from them, and the streams to write to.
+type SvcpathOptions struct {
+	configFlags *genericclioptions.ConfigFlags
+
+	// SnapshotDir is --snapshot: read this directory instead of the cluster.
+	SnapshotDir string
+	// Nodes is --node: analyse only these nodes.
+	Nodes []string
+	// Output is -o/--output: "" or text, json, yaml.
+	Output string
+	// Color is --color: auto, always or never.
+	Color string
+	// FailOn is --fail-on: error, warning, info or none.
+	FailOn string
+
+	// Namespace and Name are the Service, set by Complete.
+	Namespace, Name string
+	namespaceFrom   string
+
+	// Seams, replaced in tests.
+	loadSnapshot func(dir string) (*snapshot.Snapshot, error)
+	analyze      func(*snapshot.Snapshot, analyze.Options) (*report.Report, error)
+	isTerminal   func(io.Writer) bool
+	getenv       func(string) (string, bool)
+
+	genericiooptions.IOStreams
+}
+
+// NewSvcpathOptions returns the options with their defaults.
+func NewSvcpathOptions(streams genericiooptions.IOStreams) *SvcpathOptions {
+	return &SvcpathOptions{
+		configFlags:  genericclioptions.NewConfigFlags(true),
+		Color:        colorAuto,
+		FailOn:       failOnNone,
+		loadSnapshot: snapshot.Load,
+		analyze:      analyze.Analyze,
+		isTerminal:   isTerminal,
+		getenv:       os.LookupEnv,
+		IOStreams:    streams,
+	}
+}
+
+// NewCmdSvcpath returns the root command, `kubectl svcpath`, with its
+// subcommands. Errors are printed once on streams.ErrOut as "error: ..." and
+// returned; the caller only sets the exit status.
+func NewCmdSvcpath(streams genericiooptions.IOStreams) *cobra.Command {
+	return newCmdSvcpath(NewSvcpathOptions(streams))
+}
+
+func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "svcpath (NAMESPACE/NAME | [svc/]NAME [-n NAMESPACE])",
+		Short:   "Explain the datapath of a Service from a node's real rules, and flag what is broken",
+		Long:    svcpathLong,
+		Example: svcpathExample,
+		Annotations: map[string]string{
+			cobra.CommandDisplayNameAnnotation: "kubectl svcpath",
+		},
+		Args:          cobra.ArbitraryArgs, // checked in Complete, with a better message
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		CompletionOptions: cobra.CompletionOptions{
+			// kubectl completes plugins through kubectl_complete-svcpath, and
+			// "completion" must stay usable as a service name.
+			DisableDefaultCmd: true,
+		},
+		RunE: printingRunE(o.ErrOut, func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		}),
+	}
+	cmd.SetFlagErrorFunc(flagError(o.ErrOut))
+	cmd.SetOut(o.Out)
+	cmd.SetErr(o.ErrOut)
+
+	f := cmd.Flags()
+	f.StringVar(&o.SnapshotDir, "snapshot", o.SnapshotDir,
+		"Read the API objects and node data from this snapshot directory instead of the cluster (see docs/snapshot.md).")
+	f.StringSliceVar(&o.Nodes, "node", o.Nodes,
+		"Analyse only this node (repeat the flag or separate names with commas). Default: every node with data.")
+	f.StringVarP(&o.Output, "output", "o", o.Output,
+		"Output format: text (default), json or yaml. json and yaml print the report schema of docs/report-schema.md.")
+	f.StringVar(&o.Color, "color", o.Color,
+		"Colour the text report: auto (only on a terminal, and not when NO_COLOR is set), always or never.")
+	f.StringVar(&o.FailOn, "fail-on", o.FailOn,
+		"Exit with status 1 when a finding of this severity or worse exists: error, warning, info or none.")
+	o.configFlags.AddFlags(f)
+	addKlogFlags(cmd.PersistentFlags())
+
+	for name, values := range map[string][]string{
+		"output":  outputFormats,
+		"color":   colorModes,
+		"fail-on": failOnValues,
+	} {
+		_ = cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+	}
+	_ = cmd.MarkFlagDirname("snapshot")
+
+	cmd.AddCommand(newCmdVersion(o.IOStreams))
+	return cmd
+}
+
+// Complete reads the service argument and settles its namespace: from the
+// argument, else -n, else the kubeconfig's current namespace when one can
+// be loaded, else "default". No kubeconfig is needed with --snapshot.
+func (o *SvcpathOptions) Complete(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 0:
+		return fmt.Errorf("no service given: run %s NAMESPACE/NAME (see --help)", cmd.CommandPath())
+	case 1:
+	default:
+		return fmt.Errorf("one service at a time, got %d arguments (%s)", len(args), strings.Join(args, " "))
+	}
+	ref, err := parseServiceRef(args[0])
+	if err != nil {
+		return err
+	}
+	o.Name = ref.Name
+
+	flagNS := ""
+	if o.configFlags.Namespace != nil {
+		flagNS = *o.configFlags.Namespace
+	}
+	switch {
+	case ref.Namespace != "" && flagNS != "" && ref.Namespace != flagNS:
+		return fmt.Errorf("%q names namespace %q but -n/--namespace says %q: give the namespace once", args[0], ref.Namespace, flagNS)
+	case ref.Namespace != "":
+		o.Namespace, o.namespaceFrom = ref.Namespace, nsFromArgument
+	case flagNS != "":
+		if err := validateNamespace(flagNS); err != nil {
+			return err
+		}
+		o.Namespace, o.namespaceFrom = flagNS, nsFromFlag
+	default:
+		o.Namespace, o.namespaceFrom = o.kubeconfigNamespace()
+	}
+
+	o.Nodes = cleanNodes(o.Nodes)
+	return nil
+}
+
+// kubeconfigNamespace returns the current namespace of the kubeconfig, or
+// "default" when there is no usable kubeconfig.
+func (o *SvcpathOptions) kubeconfigNamespace() (string, string) {
+	ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
+	if err != nil || ns == "" {
+		if err != nil {
+			klog.V(2).InfoS("no namespace from kubeconfig, using default", "err", err)
+		}
+		return "default", nsFromDefault
+	}
+	if ns == "default" {
+		return ns, nsFromDefault
+	}
+	return ns, nsFromKubeconfig
+}
+
+// cleanNodes drops empty names (from "--node a,") and duplicates, keeping
+// the order given.
+func cleanNodes(nodes []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		n = strings.TrimSpace(n)
+		if n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Validate checks the flag values.
+func (o *SvcpathOptions) Validate() error {
+	if o.Name == "" {
+		return fmt.Errorf("no service given")
+	}
+	if o.Output != "" && !contains(outputFormats, o.Output) {
+		return fmt.Errorf("unknown output format %q: use one of %s", o.Output, strings.Join(outputFormats, ", "))
+	}
+	if !contains(colorModes, o.Color) {
+		return fmt.Errorf("invalid --color %q: use one of %s", o.Color, strings.Join(colorModes, ", "))
+	}
+	if !contains(failOnValues, o.FailOn) {
+		return fmt.Errorf("invalid --fail-on %q: use one of %s", o.FailOn, strings.Join(failOnValues, ", "))
+	}
+	return nil
+}
+
+// Run loads the data, analyses the service, prints the report and applies
+// --fail-on. The report is on Out before a --fail-on error is returned.
+func (o *SvcpathOptions) Run(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	snap, err := o.data(ctx)
+	if err != nil {
+		return o.userError(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return o.userError(err)
+	}
+	rep, err := o.analyze(snap, analyze.Options{Namespace: o.Namespace, Name: o.Name, Nodes: o.Nodes})
+	if err != nil {
+		return o.userError(err)
+	}
+	if rep == nil {
+		return fmt.Errorf("internal error: the analysis of %s/%s returned no report", o.Namespace, o.Name)
+	}
+	if err := o.print(rep); err != nil {
+		return err
+	}
+	return checkFailOn(rep, o.FailOn)
+}
+
+func (o *SvcpathOptions) print(rep *report.Report) error {
+	var err error
+	switch o.Output {
+	case "", outputText:
+		color := resolveColor(o.Color, o.isTerminal(o.Out), o.getenv)
+		err = render.Text(o.Out, rep, render.TextOptions{Color: color})
+	case outputJSON:
+		err = render.JSON(o.Out, rep)
+	case outputYAML:
+		err = render.YAML(o.Out, rep)
+	default:
+		return fmt.Errorf("unknown output format %q: use one of %s", o.Output, strings.Join(outputFormats, ", "))
+	}
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,101 @@
+// Package nodestate is the parse stage for one node: it turns the raw files
+// of a snapshot node (iptables-save, ip -j ..., conntrack -L) into parsed
+// values, once, so that the analyzer only reads data. Parse errors are kept
+// as data: analysis goes on with what could be read.
+package nodestate
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+
+	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
+	"github.com/svcpath/kubectl-svcpath/pkg/snapshot"
+)
+
+// Node is the parsed state of one node.
+type Node struct {
+	Name string
+	// IPv4 and IPv6 are the parsed iptables-save / ip6tables-save dumps;
+	// nil when the file is absent or unreadable (see the Err fields).
+	IPv4, IPv6       *iptables.Dump
+	IPv4Err, IPv6Err error
+	// HasIPv4Dump / HasIPv6Dump tell whether the file was present.
+	HasIPv4Dump, HasIPv6Dump bool
+	// Partial: only the chains relevant to one service were collected.
+	Partial bool
+	// LocalAddrs are the node's own addresses: from ip-addr when present,
+	// else the Node object's InternalIP/ExternalIP addresses.
+	LocalAddrs     []netip.Addr
+	LocalAddrsFrom string
+	// Datapath markers found in the node data.
+	HasNFTKubeProxy bool
+	HasIPVS         bool
+	HasCilium       bool
+	HasCalicoEBPF   bool
+}
+
+// Parse parses a snapshot node. apiAddrs are the Node object's addresses,
+// used when the node data has no ip-addr file.
+func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
+	st := &Node{Name: n.Name}
+	if n.Meta != nil {
+		st.Partial = n.Meta.Partial
+	}
+	if n.IPTablesSave != nil {
+		st.HasIPv4Dump = true
+		st.IPv4, st.IPv4Err = iptables.Parse(n.IPTablesSave)
+	}
+	if n.IP6TablesSave != nil {
+		st.HasIPv6Dump = true
+		st.IPv6, st.IPv6Err = iptables.Parse(n.IP6TablesSave)
+	}
+	if addrs := localAddrs(n.IPAddr); len(addrs) > 0 {
+		st.LocalAddrs, st.LocalAddrsFrom = addrs, "ip-addr"
+	} else {
+		st.LocalAddrs, st.LocalAddrsFrom = apiAddrs, "Node object"
+	}
+	st.HasNFTKubeProxy = bytes.Contains(n.NFTRuleset, []byte("table ip kube-proxy")) ||
+		bytes.Contains(n.NFTRuleset, []byte("table ip6 kube-proxy"))
+	st.HasIPVS = bytes.Contains(n.IPLink, []byte(`"kube-ipvs0"`))
+	st.HasCilium = bytes.Contains(n.IPLink, []byte(`"cilium_host"`))
+	st.HasCalicoEBPF = bytes.Contains(n.IPLink, []byte(`"bpfnatin"`))
+	return st
+}
+
+// Dump returns the dump of a family ("IPv4" or "IPv6") with its error and
+// whether the file was present.
+func (n *Node) Dump(family string) (*iptables.Dump, error, bool) {
+	if family == "IPv6" {
+		return n.IPv6, n.IPv6Err, n.HasIPv6Dump
+	}
+	return n.IPv4, n.IPv4Err, n.HasIPv4Dump
+}
+
+type ipAddrEntry struct {
+	IfName   string `json:"ifname"`
+	AddrInfo []struct {
+		Family string `json:"family"`
+		Local  string `json:"local"`
+	} `json:"addr_info"`
+}
+
+// localAddrs reads `ip -j addr` output.
+func localAddrs(data []byte) []netip.Addr {
+	if len(data) == 0 {
+		return nil
+	}
+	var entries []ipAddrEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, e := range entries {
+		for _, ai := range e.AddrInfo {
+			if a, err := netip.ParseAddr(ai.Local); err == nil {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,80 @@
+// Package snapshot reads and writes the snapshot directory: the offline
+// input of kubectl-svcpath, documented in docs/snapshot.md. A snapshot holds
+// the API objects (objects.yaml) and, per node, the raw output of standard
+// commands (nodes/<node>/iptables-save, ip-route, ...). It does not parse the
+// node files: that is the parsers' job.
+package snapshot
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// File names inside nodes/<node>/, each the raw output of the command it is
+// named after.
+const (
+	FileObjects       = "objects.yaml"
+	DirNodes          = "nodes"
+	FileIPTablesSave  = "iptables-save"    // iptables-save [-c]
+	FileIP6TablesSave = "ip6tables-save"   // ip6tables-save [-c]
+	FileIPRoute       = "ip-route"         // ip -j route show table all
+	FileIPRule        = "ip-rule"          // ip -j rule
+	FileIPLink        = "ip-link"          // ip -j -d link
+	FileIPAddr        = "ip-addr"          // ip -j addr
+	FileConntrack     = "conntrack"        // conntrack -L
+	FileSysctl        = "sysctl"           // sysctl -a
+	FileNFTRuleset    = "nft-list-ruleset" // nft list ruleset
+	FileIPSet         = "ipset"            // ipset save
+	FileMeta          = "meta.json"        // written by the live probe
+)
+
+// Snapshot is a loaded snapshot directory.
+type Snapshot struct {
+	// Dir is where it was loaded from (empty when built in memory).
+	Dir     string
+	Objects Objects
+	// Nodes are sorted by name.
+	Nodes []*Node
+}
+
+// Objects are the API objects of objects.yaml, by kind. Unknown kinds are
+// ignored.
+type Objects struct {
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Pods           []*corev1.Pod
+	Nodes          []*corev1.Node
+	// ConfigMaps holds ConfigMaps, e.g. kube-system/kube-proxy.
+	ConfigMaps []*corev1.ConfigMap
+}
+
+// Node is the collected state of one node. A nil slice means the file was
+// absent; analysis then says less, it never fails.
+type Node struct {
+	Name          string
+	IPTablesSave  []byte
+	IP6TablesSave []byte
+	IPRoute       []byte
+	IPRule        []byte
+	IPLink        []byte
+	IPAddr        []byte
+	Conntrack     []byte
+	Sysctl        []byte
+	NFTRuleset    []byte
+	// IPSet is the output of ipset save: the members of the sets that
+	// iptables rules match with -m set (Calico's cali40* sets, kube-proxy's
+	// IPVS-mode KUBE-* sets).
+	IPSet []byte
+	Meta  *Meta
+}
+
+// Meta is nodes/<node>/meta.json: how the node data was collected.
+type Meta struct {
+	// Partial is true when only the chains relevant to one service were
+	// collected: chains absent from the dump are then not called missing.
+	Partial bool `json:"partial,omitempty"`
+	// IPTablesBackend is "legacy" or "nft".
+	IPTablesBackend string `json:"iptablesBackend,omitempty"`
+	CollectedAt     string `json:"collectedAt,omitempty"`
+	AgentVersion    string `json:"agentVersion,omitempty"`
+}
