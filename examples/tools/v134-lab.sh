@@ -17,10 +17,12 @@ RULES=${RULES:-$HERE/../kube-proxy-v1.34/nodes/node1/iptables-save}
 ID=svcpath-ex-$RANDOM$RANDOM
 NODE=$ID-node1 A=$ID-pod-a B=$ID-pod-b C=$ID-client
 ALL=("$NODE" "$A" "$B" "$C")
-PIDS=()
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for ns in "${ALL[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+	# Everything this script started runs inside its own namespaces.
+	for ns in "${ALL[@]}"; do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+		ip netns del "$ns" 2>/dev/null || true
+	done
 }
 trap cleanup EXIT
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
@@ -39,6 +41,9 @@ nsx "$NODE" ip link set kl-br0 up
 pod() { # podNS hostIf index hostMAC podIP podMAC
 	ip link add "$2" netns "$NODE" index "$3" address "$4" type veth peer name eth0 netns "$1" index 2 address "$6"
 	nsx "$NODE" ip link set "$2" master kl-br0 up
+	# hairpin: a pod reaching itself through its service (the bridge CNI
+	# plugin's "hairpinMode": true, or kubelet --hairpin-mode=hairpin-veth)
+	nsx "$NODE" ip link set "$2" type bridge_slave hairpin on
 	nsx "$1" ip addr add "$5/24" dev eth0
 	nsx "$1" ip link set eth0 up
 	nsx "$1" ip route add default via 10.244.1.1 dev eth0
@@ -54,13 +59,14 @@ nsx "$NODE" iptables-nft-restore <"$RULES"
 nsx "$NODE" iptables-nft-save >"$OUT/node1/iptables-save.txt"
 
 for p in "$A:10.244.1.10" "$B:10.244.1.11"; do
-	nsx "${p%%:*}" python3 -m http.server 8080 --bind "${p#*:}" >/dev/null 2>&1 &
-	PIDS+=($!)
+	nsx "${p%%:*}" python3 -c 'import http.server as h, socketserver as s, sys; s.TCPServer.allow_reuse_address = True; s.TCPServer((sys.argv[1], int(sys.argv[2])), h.SimpleHTTPRequestHandler).serve_forever()' "${p#*:}" 8080 >/dev/null 2>&1 &
 done
-for _ in $(seq 50); do
-	nsx "$A" bash -c '</dev/tcp/10.244.1.10/8080' 2>/dev/null && nsx "$B" bash -c '</dev/tcp/10.244.1.11/8080' 2>/dev/null && break
+ready=""
+for _ in $(seq 300); do
+	nsx "$C" bash -c '</dev/tcp/10.244.1.10/8080' 2>/dev/null && nsx "$C" bash -c '</dev/tcp/10.244.1.11/8080' 2>/dev/null && { ready=1; break; }
 	sleep 0.1
 done
+[ -n "$ready" ] || { echo "backends never listened" >&2; exit 1; }
 : >"$OUT/requests.txt"
 get() {
 	echo "$2: $(nsx "$1" curl -s -o /dev/null -w '%{http_code} %{local_ip}:%{local_port} -> %{remote_ip}:%{remote_port}' --max-time 3 http://10.96.0.100:80/ || echo FAILED)" >>"$OUT/requests.txt"
@@ -78,4 +84,5 @@ nsx "$NODE" ip route >"$d/ip-route.txt"
 nsx "$A" ip route >"$d/pod-a-route.txt"
 nsx "$A" ip link show eth0 >"$d/pod-a-link.txt"
 nsx "$NODE" ip link show veth-kl1 >>"$d/pod-a-link.txt"
+[ -n "${HOLD:-}" ] && { echo "holding: $ID"; sleep "$HOLD"; }
 echo "lab output in $OUT"

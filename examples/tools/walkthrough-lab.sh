@@ -26,11 +26,13 @@ EX=$HERE/../walkthrough
 ID=svcpath-ex-$RANDOM$RANDOM
 W1=$ID-w1 W2=$ID-w2 CLIENT=$ID-client NGINX1=$ID-nginx1 NGINX2=$ID-nginx2 COREDNS=$ID-coredns
 ALL=("$W1" "$W2" "$CLIENT" "$NGINX1" "$NGINX2" "$COREDNS")
-PIDS=()
 
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for ns in "${ALL[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+	# Everything this script started runs inside its own namespaces.
+	for ns in "${ALL[@]}"; do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+		ip netns del "$ns" 2>/dev/null || true
+	done
 }
 trap cleanup EXIT
 
@@ -99,16 +101,18 @@ for n in 1 2; do
 	nsx "$ns" ipset save >"$OUT/worker-$n/ipset.txt"
 done
 
-# Backends: an HTTP server on port 80 in each nginx pod.
+# Backends: an HTTP server on port 80 in each nginx pod (a plain TCPServer:
+# http.server's HTTPServer does a reverse DNS lookup before it listens).
 for p in "$NGINX1:10.1.139.84" "$NGINX2:10.1.139.93"; do
-	nsx "${p%%:*}" python3 -m http.server 80 --bind "${p#*:}" >/dev/null 2>&1 &
-	PIDS+=($!)
+	nsx "${p%%:*}" python3 -c 'import http.server as h, socketserver as s, sys; s.TCPServer.allow_reuse_address = True; s.TCPServer((sys.argv[1], int(sys.argv[2])), h.SimpleHTTPRequestHandler).serve_forever()' "${p#*:}" 80 >/dev/null 2>&1 &
 done
-for _ in $(seq 50); do
+ready=""
+for _ in $(seq 300); do
 	nsx "$NGINX1" bash -c '</dev/tcp/10.1.139.84/80' 2>/dev/null &&
-		nsx "$NGINX2" bash -c '</dev/tcp/10.1.139.93/80' 2>/dev/null && break
+		nsx "$NGINX2" bash -c '</dev/tcp/10.1.139.93/80' 2>/dev/null && { ready=1; break; }
 	sleep 0.1
 done
+[ -n "$ready" ] || { echo "backends never listened" >&2; exit 1; }
 
 get() { # ns label
 	local code
@@ -137,4 +141,5 @@ nsx "$W2" ip route get 10.1.139.84 >"$OUT/worker-2/route-get.txt"
 nsx "$W2" ip route get 10.99.64.233 >>"$OUT/worker-2/route-get.txt"
 nsx "$W1" ip route get 10.1.139.84 >"$OUT/worker-1/route-get.txt"
 nsx "$W1" ip route get 10.1.139.93 >>"$OUT/worker-1/route-get.txt"
+[ -n "${HOLD:-}" ] && { echo "holding: $ID"; sleep "$HOLD"; }
 echo "lab output in $OUT"

@@ -45,7 +45,12 @@ type nodeAnalysis struct {
 
 func (a *analysis) node(st *nodestate.Node) report.Node {
 	out := report.Node{Name: st.Name, Ports: []report.Port{}, Findings: []report.Finding{}, Partial: st.Partial}
+	seen := map[netip.Addr]bool{}
 	for _, ad := range st.LocalAddrs {
+		if ad.IsLoopback() || ad.IsLinkLocalUnicast() || seen[ad] {
+			continue
+		}
+		seen[ad] = true
 		out.Addresses = append(out.Addresses, ad.String())
 	}
 	na := &nodeAnalysis{analysis: a, st: st, out: &out, masqMark: 1 << uint(a.c.Proxy.MasqueradeBit)}
@@ -810,7 +815,7 @@ func (na *nodeAnalysis) checkMasquerade(p cluster.Port, e entrySpec, pod, off, h
 				fmt.Sprintf("connections from outside the pod network (e.g. %s) are source-NATed on %s: the endpoint sees the node's address as the client. kube-proxy does this so that replies come back through this node to be un-DNATed", off.src.desc, na.st.Name),
 				off.snatEvidence(), "to keep client addresses for external traffic, use externalTrafficPolicy Local (NodePort/LoadBalancer)")
 		}
-		if m.Hairpin && hair != nil {
+		if m.Hairpin && hair != nil && na.hasLocalEndpoint(p) {
 			na.finding(report.SNATHairpin, "", "",
 				fmt.Sprintf("a backend that reaches its own service and is balanced to itself is source-NATed on %s (hairpin): without it the pod would answer itself directly and drop the reply", na.st.Name),
 				hair.snatEvidence(), "")
@@ -848,6 +853,17 @@ func uniq(in []string) []string {
 func jumpsTo(o iptables.Outcome, chain string) bool {
 	for _, s := range o.Steps {
 		if ruleTarget(s.Rule) == chain {
+			return true
+		}
+	}
+	return false
+}
+
+// hasLocalEndpoint tells whether one of the port's endpoints runs on this
+// node (where the hairpin case can happen).
+func (na *nodeAnalysis) hasLocalEndpoint(p cluster.Port) bool {
+	for _, e := range p.Endpoints {
+		if e.Node == na.st.Name {
 			return true
 		}
 	}

@@ -364,6 +364,29 @@ func scenarios() []scenario {
 				wantTargets(t, "legacy", entry(t, r, "node2", report.EntryNodePort).OffClusterTargets, "10.244.1.10:8080=0.5000 10.244.2.11:8080=0.5000")
 			},
 		},
+		{
+			name: "headless", svc: webSvc().mut(func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "None", []string{"None"} }).obj(),
+			slices: webSlice(epA, epB),
+			want:   []string{report.ServiceHeadless},
+			absent: []string{report.ServiceNotProgrammed, report.ICMPNotServed},
+			check: func(t *testing.T, r *report.Report) {
+				if len(r.Nodes) != 0 || !strings.Contains(r.Service.Explanation, "10.244.1.10, 10.244.2.11") {
+					t.Errorf("headless: nodes %d, explanation %q", len(r.Nodes), r.Service.Explanation)
+				}
+			},
+		},
+		{
+			name: "externalname",
+			svc: webSvc().mut(func(s *corev1.Service) {
+				s.Spec.Type, s.Spec.ExternalName, s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.Selector = corev1.ServiceTypeExternalName, "db.example.com", "", nil, nil
+			}).obj(),
+			want: []string{report.ServiceExternalName},
+			check: func(t *testing.T, r *report.Report) {
+				if len(r.Nodes) != 0 || !strings.Contains(r.Service.Explanation, "db.example.com") {
+					t.Errorf("externalname: %+v", r.Service)
+				}
+			},
+		},
 		// Broken nodes.
 		{
 			name: "broken-sep-chain-deleted", svc: webSvc().obj(), slices: webSlice(epA, epB),

@@ -3,9 +3,11 @@ package iptables
 import (
 	"bytes"
 	"math"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Policy is a chain's policy as iptables-save prints it: ACCEPT or DROP for
@@ -53,6 +55,8 @@ type Table struct {
 	// Chains in declaration order.
 	Chains []*Chain
 	byName map[string]*Chain
+	data   []byte
+	refs   []ruleRef // rule lines grouped by chain
 }
 
 // Chain is one declared chain with the index of its rule lines.
@@ -71,17 +75,20 @@ type Chain struct {
 	// Line is the line of the ":NAME POLICY [p:b]" declaration.
 	Line int
 
-	data  []byte
-	refs  []ruleRef
-	first int // index of the chain's first rule in the table's refs while indexing
-	n     int // number of rules while indexing
-	last  int // index of the chain's last rule seen while indexing
+	tbl          *Table
+	refOff, refN uint32 // the chain's rules are tbl.refs[refOff:refOff+refN]
 
-	once  sync.Once
-	done  atomic.Bool
+	once   sync.Once
+	done   atomic.Bool
+	result *parsedRules
+}
+
+type parsedRules struct {
 	rules []*Rule
 	err   error
 }
+
+var parserPool = sync.Pool{New: func() any { return new(ruleParser) }}
 
 // ruleRef locates one rule line in the dump.
 type ruleRef struct {
@@ -134,13 +141,21 @@ func (t *Table) Chain(name string) *Chain {
 }
 
 // NumRules is the number of rules of the chain (it does not parse them).
-func (c *Chain) NumRules() int { return len(c.refs) }
+func (c *Chain) NumRules() int { return int(c.refN) }
+
+func (c *Chain) refs() []ruleRef {
+	if c.refN == 0 {
+		return nil
+	}
+	return c.tbl.refs[c.refOff : c.refOff+c.refN]
+}
 
 // RuleLines returns the line numbers of the chain's rules, in order, without
 // parsing them.
 func (c *Chain) RuleLines() []int {
-	out := make([]int, len(c.refs))
-	for i, r := range c.refs {
+	refs := c.refs()
+	out := make([]int, len(refs))
+	for i, r := range refs {
 		out[i] = int(r.line)
 	}
 	return out
@@ -150,37 +165,63 @@ func (c *Chain) RuleLines() []int {
 // The error, if any, is a *ParseError for the first malformed rule of the
 // chain; it is returned by every call.
 func (c *Chain) Rules() ([]*Rule, error) {
-	c.once.Do(c.parseRules)
-	return c.rules, c.err
+	c.once.Do(func() {
+		p := parserPool.Get().(*ruleParser)
+		c.parseRules(p, len(c.refs()))
+		*p = ruleParser{toks: p.toks[:0], layout: p.layout[:0]}
+		parserPool.Put(p)
+	})
+	return c.result.rules, c.result.err
 }
 
 // parsed tells whether the chain's rules have been parsed (for tests).
 func (c *Chain) parsed() bool { return c.done.Load() }
 
-func (c *Chain) parseRules() {
+// parseRules parses the chain's rules with p, whose slabs are sized for
+// left more rules (this chain's and the next ones').
+func (c *Chain) parseRules(p *ruleParser, left int) {
 	defer c.done.Store(true)
-	if len(c.refs) == 0 {
+	c.result = &parsedRules{}
+	refs := c.refs()
+	if len(refs) == 0 {
 		return
 	}
-	slab := make([]Rule, len(c.refs))
-	rules := make([]*Rule, len(c.refs))
-	var p ruleParser
-	for i, ref := range c.refs {
+	slab := make([]Rule, len(refs))
+	rules := make([]*Rule, len(refs))
+	data := c.tbl.data
+	// One string holds the chain's lines when they are (nearly) contiguous,
+	// as in iptables-save output; Raw values are substrings of it.
+	var block string
+	first, last := refs[0], refs[len(refs)-1]
+	span, total := int(last.end)-int(first.off), 0
+	for _, ref := range refs {
+		total += int(ref.end - ref.off)
+	}
+	if span >= total && span <= 2*total {
+		block = string(data[first.off:last.end])
+	}
+	for i, ref := range refs {
+		p.left = left - i
 		r := &slab[i]
-		raw := string(c.data[ref.off:ref.end])
+		var raw string
+		if block != "" {
+			raw = block[ref.off-first.off : ref.end-first.off]
+		} else {
+			raw = string(data[ref.off:ref.end])
+		}
 		if err := p.parse(r, raw, int(ref.line)); err != nil {
-			c.err = err
+			c.result.err = err
 			return
 		}
 		r.Table = c.Table
 		if r.Chain != c.Name { // cannot happen: the index matched the name
-			c.err = lineErr(int(ref.line), raw, nil, "rule of chain %q indexed under %q", r.Chain, c.Name)
+			c.result.err = lineErr(int(ref.line), raw, nil, "rule of chain %q indexed under %q", r.Chain, c.Name)
 			return
 		}
 		r.Chain = c.Name // share the string
 		rules[i] = r
 	}
-	c.rules = rules
+	c.result.rules = rules
 }
 
 // Declaration formats the chain's declaration line as iptables-save does.
@@ -206,8 +247,40 @@ func ParseStrict(data []byte) (*Dump, error) {
 }
 
 // Validate parses every rule of the dump and returns the error of the first
-// malformed rule line (lowest line number), or nil.
+// malformed rule line (lowest line number), or nil. Chains already parsed
+// are not parsed again; the work is spread over the available CPUs.
 func (d *Dump) Validate() error {
+	var chains []*Chain
+	total := 0
+	for _, t := range d.Tables {
+		for _, c := range t.Chains {
+			if !c.done.Load() && c.refN > 0 {
+				chains = append(chains, c)
+				total += int(c.refN)
+			}
+		}
+	}
+	workers := 1
+	if total > 20000 {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One parser for the worker's chains: their rules share its
+			// slabs.
+			var p ruleParser
+			left := total / workers
+			for i := w; i < len(chains); i += workers {
+				c := chains[i]
+				c.once.Do(func() { c.parseRules(&p, max(left, int(c.refN))) })
+				left -= int(c.refN)
+			}
+		}()
+	}
+	wg.Wait()
 	var first *ParseError
 	for _, t := range d.Tables {
 		for _, c := range t.Chains {
@@ -237,7 +310,7 @@ func Parse(data []byte) (*Dump, error) {
 		return nil, lineErr(0, "", nil, "input of %d bytes is too large", len(data))
 	}
 	d := &Dump{data: data}
-	ix := indexer{d: d}
+	ix := indexer{d: d, last: -1}
 	lineNo := 0
 	for off := 0; off < len(data); {
 		lineNo++
@@ -254,6 +327,7 @@ func Parse(data []byte) (*Dump, error) {
 		if lend > off && data[lend-1] == '\r' {
 			lend--
 		}
+		ix.next = next
 		if err := ix.line(data, off, lend, lineNo); err != nil {
 			return nil, err
 		}
@@ -279,9 +353,52 @@ type indexer struct {
 	d         *Dump
 	t         *Table
 	refs      []ruleRef
-	last      *Chain
+	last      int  // index in t.Chains of the chain of the last rule, -1
 	scattered bool // some chain's rules are not contiguous
 	slab      []Chain
+	st        []chainState // per chain of t, parallel to t.Chains
+	names     []byte       // arena of chain names
+	next      int          // offset of the line after the current one
+}
+
+// countDeclarations counts the chain declarations that follow a "*table"
+// line (iptables-save prints them all first), to size the table's slices.
+func (ix *indexer) countDeclarations() int {
+	data := ix.d.data
+	n := 0
+	for off := ix.next; off < len(data); {
+		c := data[off]
+		if c != ':' && c != '#' && c != '\n' {
+			break
+		}
+		if c == ':' {
+			n++
+		}
+		end := bytes.IndexByte(data[off:], '\n')
+		if end < 0 {
+			break
+		}
+		off += end + 1
+	}
+	return n
+}
+
+// chainState is the indexing state of one chain.
+type chainState struct {
+	first, n, last int32
+}
+
+// intern returns b as a string kept in an arena that is never modified.
+func (ix *indexer) intern(b []byte) string {
+	if len(b) > 256 {
+		return string(b)
+	}
+	if cap(ix.names)-len(ix.names) < len(b) {
+		ix.names = make([]byte, 0, 32<<10)
+	}
+	start := len(ix.names)
+	ix.names = append(ix.names, b...)
+	return unsafe.String(&ix.names[start], len(b))
 }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
@@ -327,11 +444,26 @@ func (ix *indexer) table(l []byte, lineNo int) error {
 	if ix.d.Table(string(name)) != nil {
 		return lineErr(lineNo, string(l), nil, "table %q appears twice", name)
 	}
-	t := &Table{Name: string(name), Line: lineNo, byName: map[string]*Chain{}}
+	hint := ix.countDeclarations()
+	// An upper bound of the table's rule lines, to size the index: the
+	// lines up to the next COMMIT (two SIMD scans).
+	rest := ix.d.data[ix.next:]
+	if end := bytes.Index(rest, []byte("\nCOMMIT")); end >= 0 {
+		rest = rest[:end]
+	}
+	ix.refs = make([]ruleRef, 0, max(bytes.Count(rest, []byte{'\n'})+1-hint, 0))
+	if cap(ix.st) < hint {
+		ix.st = make([]chainState, 0, hint)
+	}
+	t := &Table{Name: string(name), Line: lineNo, byName: make(map[string]*Chain, hint), data: ix.d.data,
+		Chains: make([]*Chain, 0, hint)}
+	if len(ix.slab) < hint {
+		ix.slab = make([]Chain, hint)
+	}
 	ix.d.Tables = append(ix.d.Tables, t)
 	ix.t = t
-	ix.refs = ix.refs[:0]
-	ix.last = nil
+	ix.st = ix.st[:0]
+	ix.last = -1
 	ix.scattered = false
 	return nil
 }
@@ -359,19 +491,15 @@ func (ix *indexer) chain(l []byte, lineNo int) error {
 	if len(name) == 0 || len(pol) == 0 {
 		return lineErr(lineNo, string(l), nil, "chain declaration needs a name and a policy")
 	}
-	if _, dup := t.byName[string(name)]; dup {
-		return lineErr(lineNo, string(l), nil, "chain %q declared twice", name)
-	}
 	if len(ix.slab) == 0 {
 		ix.slab = make([]Chain, 256)
 	}
 	c := &ix.slab[0]
 	ix.slab = ix.slab[1:]
 	c.Table = t.Name
-	c.Name = string(name)
+	c.Name = ix.intern(name)
 	c.Line = lineNo
-	c.data = ix.d.data
-	c.first = -1
+	c.tbl = t
 	switch string(pol) {
 	case "-":
 		c.Policy = PolicyNone
@@ -404,8 +532,13 @@ func (ix *indexer) chain(l []byte, lineNo int) error {
 		}
 		c.Counters, c.HasCounters = cs, true
 	}
+	n := len(t.byName)
 	t.byName[c.Name] = c
+	if len(t.byName) == n {
+		return lineErr(lineNo, string(l), nil, "chain %q declared twice", name)
+	}
 	t.Chains = append(t.Chains, c)
+	ix.st = append(ix.st, chainState{first: -1})
 	return nil
 }
 
@@ -459,39 +592,93 @@ func (ix *indexer) rule(l []byte, i, off, lineNo int) error {
 	if t == nil {
 		return lineErr(lineNo, string(l), ErrNoTable, "rule before any *table line")
 	}
-	ctr, cmd, name := splitRuleHead(l[i:])
-	if ctr != nil {
-		if _, ok := parseCounters(ctr); !ok {
-			return lineErr(lineNo, string(l), nil, "bad rule counters %q", ctr)
+	ci := ix.predict(l[i:])
+	if ci < 0 {
+		ctr, cmd, name := splitRuleHead(l[i:])
+		if ctr != nil {
+			if _, ok := parseCounters(ctr); !ok {
+				return lineErr(lineNo, string(l), nil, "bad rule counters %q", ctr)
+			}
 		}
-	}
-	if string(cmd) != "-A" && string(cmd) != "--append" {
-		if len(cmd) >= 2 && cmd[0] == '-' {
-			return lineErr(lineNo, string(l), nil, "unsupported command %q (only -A rules are read)", cmd)
+		if string(cmd) != "-A" && string(cmd) != "--append" {
+			if len(cmd) >= 2 && cmd[0] == '-' {
+				return lineErr(lineNo, string(l), nil, "unsupported command %q (only -A rules are read)", cmd)
+			}
+			return lineErr(lineNo, string(l), nil, "unrecognized line")
 		}
-		return lineErr(lineNo, string(l), nil, "unrecognized line")
-	}
-	if len(name) == 0 {
-		return lineErr(lineNo, string(l), nil, "-A without a chain name")
-	}
-	c := ix.last
-	if c == nil || c.Name != string(name) {
-		c = t.byName[string(name)]
+		if len(name) == 0 {
+			return lineErr(lineNo, string(l), nil, "-A without a chain name")
+		}
+		c := t.byName[string(name)]
 		if c == nil {
 			return lineErr(lineNo, string(l), ErrUndeclaredChain, "rule for chain %q, which table %q does not declare", name, t.Name)
 		}
-		if c.n > 0 && c.last != len(ix.refs)-1 {
+		ci = ix.chainIndex(c)
+	}
+	if ci != ix.last {
+		if st := &ix.st[ci]; st.n > 0 && int(st.last) != len(ix.refs)-1 {
 			ix.scattered = true
 		}
-		ix.last = c
+		ix.last = ci
 	}
-	if c.n == 0 {
-		c.first = len(ix.refs)
+	st := &ix.st[ci]
+	if st.n == 0 {
+		st.first = int32(len(ix.refs))
 	}
-	c.n++
-	c.last = len(ix.refs)
+	st.n++
+	st.last = int32(len(ix.refs))
 	ix.refs = append(ix.refs, ruleRef{off: uint32(off), end: uint32(off + len(l)), line: uint32(lineNo)})
 	return nil
+}
+
+// predict returns the index of the chain of a rule line in iptables-save's
+// own form ("-A NAME " or "[p:b] -A NAME "), when it is the chain of the
+// previous rule or the next declared one; else -1 (the caller then parses
+// the line's head in full).
+func (ix *indexer) predict(l []byte) int {
+	if len(l) > 0 && l[0] == '[' {
+		// "[p:b] ": the counters are checked here.
+		j := bytes.IndexByte(l, ']')
+		if j < 0 || j+1 >= len(l) || l[j+1] != ' ' {
+			return -1
+		}
+		if _, ok := parseCounters(l[:j+1]); !ok {
+			return -1
+		}
+		l = l[j+2:]
+	}
+	if len(l) < 4 || l[0] != '-' || l[1] != 'A' || l[2] != ' ' {
+		return -1
+	}
+	l = l[3:]
+	chains := ix.t.Chains
+	for _, ci := range [2]int{ix.last, ix.last + 1} {
+		if ci < 0 || ci >= len(chains) {
+			continue
+		}
+		name := chains[ci].Name
+		if len(l) >= len(name) && string(l[:len(name)]) == name && (len(l) == len(name) || isBlank(l[len(name)])) {
+			return ci
+		}
+	}
+	return -1
+}
+
+// chainIndex returns the index of c in the current table's Chains.
+func (ix *indexer) chainIndex(c *Chain) int {
+	// Chains are allocated in slabs in declaration order, but not always
+	// contiguous: search from the line number, which grows with the index.
+	chains := ix.t.Chains
+	i, j := 0, len(chains)
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		if chains[h].Line < c.Line {
+			i = h + 1
+		} else {
+			j = h
+		}
+	}
+	return i
 }
 
 // commit ends the current table: each chain gets its rule index.
@@ -499,36 +686,33 @@ func (ix *indexer) commit(lineNo int) {
 	t := ix.t
 	t.CommitLine = lineNo
 	refs := ix.refs
+	ix.refs = nil // the table keeps them
 	if len(refs) > 0 {
-		// Own copy of exactly the table's refs (ix.refs is reused).
-		own := make([]ruleRef, len(refs))
 		if !ix.scattered {
-			copy(own, refs)
-			for _, c := range t.Chains {
-				if c.n > 0 {
-					c.refs = own[c.first : c.first+c.n : c.first+c.n]
+			t.refs = refs[:len(refs):len(refs)]
+			for i, c := range t.Chains {
+				if st := ix.st[i]; st.n > 0 {
+					c.refOff, c.refN = uint32(st.first), uint32(st.n)
 				}
 			}
 		} else {
-			// Group the refs by chain, keeping their order: walk the refs
-			// once, placing each after the previous rule of its chain. The
-			// chain of a ref is found again from its line.
-			pos := 0
-			for _, c := range t.Chains {
-				c.refs = own[pos : pos : pos+c.n]
-				pos += c.n
+			own := make([]ruleRef, len(refs))
+			// Group the refs by chain, keeping their order.
+			pos := uint32(0)
+			for i, c := range t.Chains {
+				c.refOff = pos
+				pos += uint32(ix.st[i].n)
 			}
 			for _, r := range refs {
 				c := ix.chainOf(r)
-				c.refs = append(c.refs, r)
+				own[c.refOff+c.refN] = r
+				c.refN++
 			}
+			t.refs = own
 		}
 	}
-	for _, c := range t.Chains {
-		c.first, c.n, c.last = 0, 0, 0
-	}
 	ix.t = nil
-	ix.last = nil
+	ix.last = -1
 }
 
 // chainOf finds the chain of an indexed rule line (slow path for dumps whose

@@ -1,9 +1,13 @@
 package iptables
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // sampleDumps are the dumps of testdata whose every rule line must
@@ -62,4 +66,17 @@ func allRules(t testing.TB, d *Dump) []*Rule {
 		}
 	}
 	return out
+}
+
+var osReadFile = os.ReadFile
+
+var netCmp = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
+
+// ruleCmp compares parsed rules, ignoring where they come from.
+var ruleCmp = []cmp.Option{
+	cmpopts.IgnoreFields(Rule{}, "Line", "Raw", "Table"),
+	cmp.AllowUnexported(Rule{}, Param{}, Option{}, Match{}, Target{}, part{}),
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+	cmpopts.EquateEmpty(),
 }

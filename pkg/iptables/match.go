@@ -318,8 +318,36 @@ type LimitMatch struct {
 // moduleSpec describes a match module or target: the number of arguments
 // of its options, and the builder of its typed field.
 type moduleSpec struct {
-	opts  map[string]int8
-	build func(any) *ruleError
+	opts        map[string]int8
+	buildMatch  func(*Match, *arena) *ruleError
+	buildTarget func(*Target, *arena) *ruleError
+}
+
+// arena hands out the typed values of the rules of one chain from slabs
+// sized by the number of rules left to parse.
+type arena struct {
+	left     int
+	addrs    []AddrMatch
+	protos   []ProtocolMatch
+	ports    []PortsMatch
+	specs    []PortSpec
+	comments []CommentMatch
+	stats    []StatisticMatch
+	marks    []MarkMatch
+	ifaces   []InterfaceMatch
+	nats     []NATTarget
+	ranges   []NATRange
+	markTs   []MarkTarget
+}
+
+// take returns a zeroed *T from the slab s, perRule values a rule.
+func take[T any](a *arena, s *[]T, perRule int) *T {
+	if len(*s) == 0 {
+		*s = make([]T, min(max(a.left, 1)*perRule, 512))
+	}
+	x := &(*s)[0]
+	*s = (*s)[1:]
+	return x
 }
 
 var matchSpecs map[string]*moduleSpec
@@ -334,41 +362,35 @@ func init() {
 	for k, v := range ports {
 		sctp[k] = v
 	}
-	m := func(b func(*Match) *ruleError) func(any) *ruleError {
-		if b == nil {
-			return nil
-		}
-		return func(x any) *ruleError { return b(x.(*Match)) }
-	}
 	matchSpecs = map[string]*moduleSpec{
-		"comment":   {map[string]int8{"--comment": 1}, m(buildComment)},
-		"tcp":       {tcp, m(buildPorts)},
-		"udp":       {ports, m(buildPorts)},
-		"sctp":      {sctp, m(buildPorts)},
-		"multiport": {map[string]int8{"--dports": 1, "--destination-ports": 1, "--sports": 1, "--source-ports": 1, "--ports": 1}, m(buildMultiport)},
-		"mark":      {map[string]int8{"--mark": 1}, m(buildMark)},
-		"connmark":  {map[string]int8{"--mark": 1}, m(buildMark)},
-		"statistic": {map[string]int8{"--mode": 1, "--probability": 1, "--every": 1, "--packet": 1}, m(buildStatistic)},
-		"recent": {map[string]int8{"--name": 1, "--set": 0, "--rcheck": 0, "--update": 0, "--remove": 0,
-			"--seconds": 1, "--reap": 0, "--hitcount": 1, "--rttl": 0, "--rsource": 0, "--rdest": 0, "--mask": 1}, m(buildRecent)},
-		"addrtype": {map[string]int8{"--src-type": 1, "--dst-type": 1, "--limit-iface-in": 0, "--limit-iface-out": 0}, m(buildAddrType)},
-		"conntrack": {map[string]int8{"--ctstate": 1, "--ctstatus": 1, "--ctproto": 1, "--ctorigsrc": 1, "--ctorigdst": 1,
+		"comment":   {opts: map[string]int8{"--comment": 1}, buildMatch: buildComment},
+		"tcp":       {opts: tcp, buildMatch: buildPorts},
+		"udp":       {opts: ports, buildMatch: buildPorts},
+		"sctp":      {opts: sctp, buildMatch: buildPorts},
+		"multiport": {opts: map[string]int8{"--dports": 1, "--destination-ports": 1, "--sports": 1, "--source-ports": 1, "--ports": 1}, buildMatch: buildMultiport},
+		"mark":      {opts: map[string]int8{"--mark": 1}, buildMatch: buildMark},
+		"connmark":  {opts: map[string]int8{"--mark": 1}, buildMatch: buildMark},
+		"statistic": {opts: map[string]int8{"--mode": 1, "--probability": 1, "--every": 1, "--packet": 1}, buildMatch: buildStatistic},
+		"recent": {opts: map[string]int8{"--name": 1, "--set": 0, "--rcheck": 0, "--update": 0, "--remove": 0,
+			"--seconds": 1, "--reap": 0, "--hitcount": 1, "--rttl": 0, "--rsource": 0, "--rdest": 0, "--mask": 1}, buildMatch: buildRecent},
+		"addrtype": {opts: map[string]int8{"--src-type": 1, "--dst-type": 1, "--limit-iface-in": 0, "--limit-iface-out": 0}, buildMatch: buildAddrType},
+		"conntrack": {opts: map[string]int8{"--ctstate": 1, "--ctstatus": 1, "--ctproto": 1, "--ctorigsrc": 1, "--ctorigdst": 1,
 			"--ctreplsrc": 1, "--ctrepldst": 1, "--ctorigsrcport": 1, "--ctorigdstport": 1, "--ctreplsrcport": 1,
-			"--ctrepldstport": 1, "--ctdir": 1, "--ctexpire": 1}, m(buildConntrack)},
-		"state": {map[string]int8{"--state": 1}, m(buildConntrack)},
-		"physdev": {map[string]int8{"--physdev-in": 1, "--physdev-out": 1, "--physdev-is-in": 0, "--physdev-is-out": 0,
-			"--physdev-is-bridged": 0}, m(buildPhysDev)},
-		"set": {map[string]int8{"--match-set": 2, "--return-nomatch": 0, "--update-counters": 0, "--update-subcounters": 0,
-			"--packets-eq": 1, "--packets-lt": 1, "--packets-gt": 1, "--bytes-eq": 1, "--bytes-lt": 1, "--bytes-gt": 1}, m(buildSet)},
-		"nfacct": {map[string]int8{"--nfacct-name": 1}, m(buildNFAcct)},
-		"limit":  {map[string]int8{"--limit": 1, "--limit-burst": 1}, m(buildLimit)},
+			"--ctrepldstport": 1, "--ctdir": 1, "--ctexpire": 1}, buildMatch: buildConntrack},
+		"state": {opts: map[string]int8{"--state": 1}, buildMatch: buildConntrack},
+		"physdev": {opts: map[string]int8{"--physdev-in": 1, "--physdev-out": 1, "--physdev-is-in": 0, "--physdev-is-out": 0,
+			"--physdev-is-bridged": 0}, buildMatch: buildPhysDev},
+		"set": {opts: map[string]int8{"--match-set": 2, "--return-nomatch": 0, "--update-counters": 0, "--update-subcounters": 0,
+			"--packets-eq": 1, "--packets-lt": 1, "--packets-gt": 1, "--bytes-eq": 1, "--bytes-lt": 1, "--bytes-gt": 1}, buildMatch: buildSet},
+		"nfacct": {opts: map[string]int8{"--nfacct-name": 1}, buildMatch: buildNFAcct},
+		"limit":  {opts: map[string]int8{"--limit": 1, "--limit-burst": 1}, buildMatch: buildLimit},
 		// Known for their arguments only: evaluated as uncertain.
-		"icmp":    {map[string]int8{"--icmp-type": 1}, nil},
-		"icmp6":   {map[string]int8{"--icmpv6-type": 1}, nil},
-		"socket":  {map[string]int8{"--transparent": 0, "--nowildcard": 0, "--restore-skmark": 0}, nil},
-		"owner":   {map[string]int8{"--uid-owner": 1, "--gid-owner": 1, "--socket-exists": 0, "--suppl-groups": 0}, nil},
-		"mac":     {map[string]int8{"--mac-source": 1}, nil},
-		"iprange": {map[string]int8{"--src-range": 1, "--dst-range": 1}, nil},
+		"icmp":    {opts: map[string]int8{"--icmp-type": 1}},
+		"icmp6":   {opts: map[string]int8{"--icmpv6-type": 1}},
+		"socket":  {opts: map[string]int8{"--transparent": 0, "--nowildcard": 0, "--restore-skmark": 0}},
+		"owner":   {opts: map[string]int8{"--uid-owner": 1, "--gid-owner": 1, "--socket-exists": 0, "--suppl-groups": 0}},
+		"mac":     {opts: map[string]int8{"--mac-source": 1}},
+		"iprange": {opts: map[string]int8{"--src-range": 1, "--dst-range": 1}},
 	}
 }
 
@@ -380,8 +402,8 @@ func noNeg(o *Option) *ruleError {
 	return nil
 }
 
-func buildComment(m *Match) *ruleError {
-	c := &CommentMatch{}
+func buildComment(m *Match, a *arena) *ruleError {
+	c := take(a, &a.comments, 1)
 	for i := range m.Options {
 		o := &m.Options[i]
 		if o.Name == "--comment" {
@@ -395,8 +417,8 @@ func buildComment(m *Match) *ruleError {
 	return nil
 }
 
-func buildPorts(m *Match) *ruleError {
-	pm := &PortsMatch{}
+func buildPorts(m *Match, a *arena) *ruleError {
+	pm := take(a, &a.ports, 1)
 	for i := range m.Options {
 		o := &m.Options[i]
 		switch o.Name {
@@ -405,7 +427,8 @@ func buildPorts(m *Match) *ruleError {
 			if err != nil {
 				return errf("%s %q: %v", o.Name, o.Arg(), err)
 			}
-			ps := &PortSpec{Negated: o.Negated, PortRange: r}
+			ps := take(a, &a.specs, 1)
+			*ps = PortSpec{Negated: o.Negated, PortRange: r}
 			if o.Name == "--dport" || o.Name == "--destination-port" {
 				pm.DPort = ps
 			} else {
@@ -445,7 +468,7 @@ func parseTCPFlags(s string) (uint8, error) {
 	return f, nil
 }
 
-func buildMultiport(m *Match) *ruleError {
+func buildMultiport(m *Match, a *arena) *ruleError {
 	mp := &MultiportMatch{}
 	for i := range m.Options {
 		o := &m.Options[i]
@@ -479,7 +502,7 @@ func buildMultiport(m *Match) *ruleError {
 	return nil
 }
 
-func buildMark(m *Match) *ruleError {
+func buildMark(m *Match, a *arena) *ruleError {
 	for i := range m.Options {
 		o := &m.Options[i]
 		if o.Name != "--mark" {
@@ -492,7 +515,8 @@ func buildMark(m *Match) *ruleError {
 		if err != nil {
 			return errf("--mark %q: %v", o.Arg(), err)
 		}
-		m.Mark = &MarkMatch{Negated: o.Negated, Value: v, Mask: mask}
+		m.Mark = take(a, &a.marks, 1)
+		*m.Mark = MarkMatch{Negated: o.Negated, Value: v, Mask: mask}
 	}
 	if m.Mark == nil {
 		return errf("missing --mark")
@@ -500,8 +524,9 @@ func buildMark(m *Match) *ruleError {
 	return nil
 }
 
-func buildStatistic(m *Match) *ruleError {
-	s := &StatisticMatch{}
+func buildStatistic(m *Match, a *arena) *ruleError {
+	s := take(a, &a.stats, 1)
+	hasProb := false
 	for i := range m.Options {
 		o := &m.Options[i]
 		switch o.Name {
@@ -520,7 +545,7 @@ func buildStatistic(m *Match) *ruleError {
 			if err != nil || !(p >= 0 && p <= 1) {
 				return errf("bad --probability %q", o.Arg())
 			}
-			s.Probability = p
+			s.Probability, hasProb = p, true
 			s.Negated = s.Negated || o.Negated
 		case "--every":
 			n, err := strconv.ParseUint(o.Arg(), 10, 32)
@@ -545,9 +570,15 @@ func buildStatistic(m *Match) *ruleError {
 		if s.Every != 0 {
 			return errf("--every with --mode random")
 		}
+		if !hasProb {
+			return errf("--mode random needs --probability")
+		}
 	case StatisticNth:
 		if s.Every == 0 {
 			return errf("--mode nth needs --every")
+		}
+		if hasProb {
+			return errf("--probability with --mode nth")
 		}
 		if s.Packet >= s.Every {
 			return errf("--packet must be less than --every")
@@ -559,7 +590,7 @@ func buildStatistic(m *Match) *ruleError {
 	return nil
 }
 
-func buildRecent(m *Match) *ruleError {
+func buildRecent(m *Match, a *arena) *ruleError {
 	r := &RecentMatch{Name: "DEFAULT", Side: "rsource"}
 	for i := range m.Options {
 		o := &m.Options[i]
@@ -612,7 +643,7 @@ var addrTypes = map[string]bool{
 	"BLACKHOLE": true, "UNREACHABLE": true, "PROHIBIT": true, "THROW": true, "NAT": true, "XRESOLVE": true,
 }
 
-func buildAddrType(m *Match) *ruleError {
+func buildAddrType(m *Match, _ *arena) *ruleError {
 	a := &AddrTypeMatch{}
 	for i := range m.Options {
 		o := &m.Options[i]
@@ -655,7 +686,7 @@ func parseNameSet(o *Option, valid map[string]bool) (*NameSet, *ruleError) {
 	return s, nil
 }
 
-func buildConntrack(m *Match) *ruleError {
+func buildConntrack(m *Match, a *arena) *ruleError {
 	c := &ConntrackMatch{}
 	for i := range m.Options {
 		o := &m.Options[i]
@@ -670,22 +701,22 @@ func buildConntrack(m *Match) *ruleError {
 		case "--ctstatus":
 			c.Status, e = parseNameSet(o, ctStatuses)
 		case "--ctproto":
-			p, err := parseProtocolMatch(o.Arg())
+			p, err := parseProtocolMatch(o.Arg(), a)
 			if err != nil {
 				return errf("--ctproto %q: %v", o.Arg(), err)
 			}
 			p.Negated = o.Negated
 			c.Proto = p
 		case "--ctorigsrc", "--ctorigdst":
-			a, err := parseAddrMatch(o.Arg())
+			am, err := parseAddrMatch(o.Arg(), a)
 			if err != nil {
 				return errf("%s %q: %v", o.Name, o.Arg(), err)
 			}
-			a.Negated = o.Negated
+			am.Negated = o.Negated
 			if o.Name == "--ctorigsrc" {
-				c.OrigSrc = a
+				c.OrigSrc = am
 			} else {
-				c.OrigDst = a
+				c.OrigDst = am
 			}
 		case "--ctorigsrcport", "--ctorigdstport":
 			r, err := parsePortRange(o.Arg(), ':')
@@ -717,7 +748,7 @@ func buildConntrack(m *Match) *ruleError {
 	return nil
 }
 
-func buildPhysDev(m *Match) *ruleError {
+func buildPhysDev(m *Match, a *arena) *ruleError {
 	p := &PhysDevMatch{}
 	for i := range m.Options {
 		o := &m.Options[i]
@@ -738,7 +769,7 @@ func buildPhysDev(m *Match) *ruleError {
 	return nil
 }
 
-func buildSet(m *Match) *ruleError {
+func buildSet(m *Match, a *arena) *ruleError {
 	for i := range m.Options {
 		o := &m.Options[i]
 		if o.Name == "--match-set" {
@@ -757,7 +788,7 @@ func buildSet(m *Match) *ruleError {
 	return nil
 }
 
-func buildNFAcct(m *Match) *ruleError {
+func buildNFAcct(m *Match, a *arena) *ruleError {
 	n := &NFAcctMatch{}
 	for i := range m.Options {
 		if o := &m.Options[i]; o.Name == "--nfacct-name" {
@@ -774,7 +805,7 @@ func buildNFAcct(m *Match) *ruleError {
 	return nil
 }
 
-func buildLimit(m *Match) *ruleError {
+func buildLimit(m *Match, a *arena) *ruleError {
 	l := &LimitMatch{}
 	for i := range m.Options {
 		o := &m.Options[i]
@@ -797,7 +828,7 @@ func buildLimit(m *Match) *ruleError {
 }
 
 // parseAddrMatch parses "ADDR", "ADDR/LEN" or "ADDR/DOTTED-MASK".
-func parseAddrMatch(s string) (*AddrMatch, error) {
+func parseAddrMatch(s string, ar *arena) (*AddrMatch, error) {
 	addr, mask, hasMask := strings.Cut(s, "/")
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
@@ -835,7 +866,9 @@ func parseAddrMatch(s string) (*AddrMatch, error) {
 			bits = ones
 		}
 	}
-	return &AddrMatch{Prefix: netip.PrefixFrom(a, bits)}, nil
+	am := take(ar, &ar.addrs, 2)
+	am.Prefix = netip.PrefixFrom(a, bits)
+	return am, nil
 }
 
 // Protocol numbers of the names iptables prints.
@@ -857,12 +890,14 @@ func ProtocolNumber(name string) (int, bool) {
 	return 0, false
 }
 
-func parseProtocolMatch(s string) (*ProtocolMatch, error) {
+func parseProtocolMatch(s string, a *arena) (*ProtocolMatch, error) {
 	if s == "" {
 		return nil, errors.New("empty protocol")
 	}
 	if n, ok := ProtocolNumber(s); ok {
-		return &ProtocolMatch{Name: s, Number: n}, nil
+		pm := take(a, &a.protos, 1)
+		*pm = ProtocolMatch{Name: s, Number: n}
+		return pm, nil
 	}
 	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {

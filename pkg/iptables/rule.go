@@ -300,8 +300,10 @@ func ParseRule(line string) (*Rule, error) {
 }
 
 // ruleParser parses rule lines, reusing its buffers and carving the slices
-// of the rules out of shared slabs.
+// of the rules out of shared slabs sized by the number of rules left to
+// parse (left).
 type ruleParser struct {
+	arena
 	toks   []token
 	layout []part
 	strs   []string
@@ -310,12 +312,17 @@ type ruleParser struct {
 	mats   []Match
 }
 
+// slabSize is the size of a new slab for n items, perRule items a rule.
+func (p *ruleParser) slabSize(n, perRule int) int {
+	return max(n, min(max(p.left, 1)*perRule, 1024))
+}
+
 func (p *ruleParser) allocStrs(n int) []string {
 	if n == 0 {
 		return nil
 	}
 	if len(p.strs) < n {
-		p.strs = make([]string, max(512, n))
+		p.strs = make([]string, p.slabSize(n, 8))
 	}
 	s := p.strs[:0:n]
 	p.strs = p.strs[n:]
@@ -390,14 +397,14 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 	}
 	if nparams > 0 {
 		if len(p.prms) < nparams {
-			p.prms = make([]Param, max(256, nparams))
+			p.prms = make([]Param, p.slabSize(nparams, 3))
 		}
 		r.Params = p.prms[:0:nparams]
 		p.prms = p.prms[nparams:]
 	}
 	if nmatches > 0 {
 		if len(p.mats) < nmatches {
-			p.mats = make([]Match, max(256, nmatches))
+			p.mats = make([]Match, p.slabSize(nmatches, 3))
 		}
 		r.Matches = p.mats[:0:nmatches]
 		p.mats = p.mats[nmatches:]
@@ -467,7 +474,8 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 			if i+1 >= len(toks) || toks[i+1].quoted || toks[i+1].s == "" || strings.HasPrefix(toks[i+1].s, "-") {
 				return errf("%s needs a module name", t.s)
 			}
-			m := Match{Module: toks[i+1].s}
+			r.Matches = append(r.Matches, Match{Module: toks[i+1].s})
+			m := &r.Matches[len(r.Matches)-1]
 			if t.s != "-m" {
 				m.flag = t.s
 			}
@@ -477,12 +485,11 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 				return errf("-m %s: %s", m.Module, e.msg)
 			}
 			m.Options, m.Unknown = opts, unknown || !known
-			if known && spec.build != nil {
-				if e := spec.build(&m); e != nil {
+			if known && spec.buildMatch != nil {
+				if e := spec.buildMatch(m, &p.arena); e != nil {
 					return errf("-m %s: %s", m.Module, e.msg)
 				}
 			}
-			r.Matches = append(r.Matches, m)
 			add(partMatch, len(r.Matches)-1)
 			i = next
 		case "-j", "-g":
@@ -496,7 +503,8 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 				return errf("%s needs a target name", t.s)
 			}
 			hasTarget = true
-			tg := Target{Name: toks[i+1].s, Goto: flag == "-g"}
+			r.Target = Target{Name: toks[i+1].s, Goto: flag == "-g"}
+			tg := &r.Target
 			if t.s != flag {
 				tg.flag = t.s
 			}
@@ -506,12 +514,11 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 				return errf("-j %s: %s", tg.Name, e.msg)
 			}
 			tg.Options, tg.Unknown = opts, unknown || (!known && len(opts) > 0)
-			if known && spec.build != nil {
-				if e := spec.build(&tg); e != nil {
+			if known && spec.buildTarget != nil {
+				if e := spec.buildTarget(tg, &p.arena); e != nil {
 					return errf("-j %s: %s", tg.Name, e.msg)
 				}
 			}
-			r.Target = tg
 			add(partTarget, 0)
 			i = next
 		default:
@@ -521,7 +528,8 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 				last := r.Params[layout[len(layout)-1].idx]
 				if canonicalFlag(last.Flag) == "-p" && !last.Negated {
 					if spec, ok := matchSpecs[strings.ToLower(last.Value)]; ok {
-						m := Match{Module: strings.ToLower(last.Value), implicit: true}
+						r.Matches = append(r.Matches, Match{Module: strings.ToLower(last.Value), implicit: true})
+						m := &r.Matches[len(r.Matches)-1]
 						start := i
 						if neg { // let parseOptions read the "!"
 							start--
@@ -532,12 +540,11 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 							return errf("-p %s: %s", last.Value, e.msg)
 						}
 						m.Options, m.Unknown = opts, unknown
-						if spec.build != nil {
-							if e := spec.build(&m); e != nil {
+						if spec.buildMatch != nil {
+							if e := spec.buildMatch(m, &p.arena); e != nil {
 								return errf("-p %s: %s", last.Value, e.msg)
 							}
 						}
-						r.Matches = append(r.Matches, m)
 						add(partMatch, len(r.Matches)-1)
 						i = next
 						continue
@@ -555,7 +562,7 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 	if !canonical {
 		r.layout = append([]part(nil), layout...)
 	}
-	return r.typeParams()
+	return r.typeParams(&p.arena)
 }
 
 // parseOptions reads the options of a match or target starting at toks[i],
@@ -580,7 +587,7 @@ func (p *ruleParser) parseOptions(toks []token, i int, spec *moduleSpec, known b
 		return nil, i, false, nil
 	}
 	if len(p.opts) < n {
-		p.opts = make([]Option, max(512, n))
+		p.opts = make([]Option, p.slabSize(n, 4))
 	}
 	opts = p.opts[:0:n]
 	p.opts = p.opts[n:]
@@ -665,14 +672,14 @@ func appendOpt(opts []Option, o Option) []Option {
 }
 
 // typeParams fills the typed views of the general parameters.
-func (r *Rule) typeParams() *ruleError {
+func (r *Rule) typeParams(ar *arena) *ruleError {
 	for i := range r.Params {
 		prm := &r.Params[i]
 		flag := canonicalFlag(prm.Flag)
 		var dup bool
 		switch flag {
 		case "-s", "-d":
-			a, err := parseAddrMatch(prm.Value)
+			a, err := parseAddrMatch(prm.Value, ar)
 			if err != nil {
 				return errf("%s %q: %v", prm.Flag, prm.Value, err)
 			}
@@ -683,7 +690,7 @@ func (r *Rule) typeParams() *ruleError {
 				dup, r.Destination = r.Destination != nil, a
 			}
 		case "-p":
-			pm, err := parseProtocolMatch(prm.Value)
+			pm, err := parseProtocolMatch(prm.Value, ar)
 			if err != nil {
 				return errf("%s %q: %v", prm.Flag, prm.Value, err)
 			}
@@ -693,7 +700,8 @@ func (r *Rule) typeParams() *ruleError {
 			if prm.Value == "" || len(prm.Value) > 15 || strings.ContainsAny(prm.Value, "/ \t") {
 				return errf("%s %q: bad interface name", prm.Flag, prm.Value)
 			}
-			im := &InterfaceMatch{Negated: prm.Negated, Name: prm.Value}
+			im := take(ar, &ar.ifaces, 1)
+			*im = InterfaceMatch{Negated: prm.Negated, Name: prm.Value}
 			if flag == "-i" {
 				dup, r.InInterface = r.InInterface != nil, im
 			} else {

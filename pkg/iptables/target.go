@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Target is the "-j NAME [options]" or "-g NAME" of a rule: a standard
@@ -197,12 +198,6 @@ type RejectTarget struct {
 var targetSpecs map[string]*moduleSpec
 
 func init() {
-	t := func(b func(*Target) *ruleError) func(any) *ruleError {
-		if b == nil {
-			return nil
-		}
-		return func(x any) *ruleError { return b(x.(*Target)) }
-	}
 	marks := map[string]int8{"--set-xmark": 1, "--set-mark": 1, "--and-mark": 1, "--or-mark": 1, "--xor-mark": 1}
 	connmarks := map[string]int8{"--save-mark": 0, "--restore-mark": 0, "--nfmask": 1, "--ctmask": 1, "--mask": 1}
 	for k, v := range marks {
@@ -210,32 +205,32 @@ func init() {
 	}
 	none := map[string]int8{}
 	targetSpecs = map[string]*moduleSpec{
-		"ACCEPT":     {none, nil},
-		"DROP":       {none, nil},
-		"RETURN":     {none, nil},
-		"QUEUE":      {none, nil},
-		"NOTRACK":    {none, nil},
-		"TRACE":      {none, nil},
-		"DNAT":       {map[string]int8{"--to-destination": 1, "--random": 0, "--random-fully": 0, "--persistent": 0}, t(buildNAT)},
-		"SNAT":       {map[string]int8{"--to-source": 1, "--random": 0, "--random-fully": 0, "--persistent": 0}, t(buildNAT)},
-		"MASQUERADE": {map[string]int8{"--to-ports": 1, "--random": 0, "--random-fully": 0}, t(buildMasquerade)},
-		"REDIRECT":   {map[string]int8{"--to-ports": 1, "--random": 0}, t(buildMasquerade)},
-		"MARK":       {marks, t(buildMarkTarget)},
-		"CONNMARK":   {connmarks, t(buildConnmark)},
-		"REJECT":     {map[string]int8{"--reject-with": 1}, t(buildReject)},
-		"LOG": {map[string]int8{"--log-level": 1, "--log-prefix": 1, "--log-tcp-sequence": 0, "--log-tcp-options": 0,
-			"--log-ip-options": 0, "--log-uid": 0, "--log-macdecode": 0}, nil},
-		"NFLOG": {map[string]int8{"--nflog-group": 1, "--nflog-prefix": 1, "--nflog-range": 1, "--nflog-size": 1,
-			"--nflog-threshold": 1}, nil},
-		"CT": {map[string]int8{"--notrack": 0, "--zone": 1, "--zone-orig": 1, "--zone-reply": 1, "--helper": 1,
-			"--ctevents": 1, "--expevents": 1, "--timeout": 1}, nil},
-		"NFQUEUE": {map[string]int8{"--queue-num": 1, "--queue-balance": 1, "--queue-bypass": 0, "--fail-open": 0,
-			"--queue-cpu-fanout": 0}, nil},
+		"ACCEPT":     {opts: none},
+		"DROP":       {opts: none},
+		"RETURN":     {opts: none},
+		"QUEUE":      {opts: none},
+		"NOTRACK":    {opts: none},
+		"TRACE":      {opts: none},
+		"DNAT":       {opts: map[string]int8{"--to-destination": 1, "--random": 0, "--random-fully": 0, "--persistent": 0}, buildTarget: buildNAT},
+		"SNAT":       {opts: map[string]int8{"--to-source": 1, "--random": 0, "--random-fully": 0, "--persistent": 0}, buildTarget: buildNAT},
+		"MASQUERADE": {opts: map[string]int8{"--to-ports": 1, "--random": 0, "--random-fully": 0}, buildTarget: buildMasquerade},
+		"REDIRECT":   {opts: map[string]int8{"--to-ports": 1, "--random": 0}, buildTarget: buildMasquerade},
+		"MARK":       {opts: marks, buildTarget: buildMarkTarget},
+		"CONNMARK":   {opts: connmarks, buildTarget: buildConnmark},
+		"REJECT":     {opts: map[string]int8{"--reject-with": 1}, buildTarget: buildReject},
+		"LOG": {opts: map[string]int8{"--log-level": 1, "--log-prefix": 1, "--log-tcp-sequence": 0, "--log-tcp-options": 0,
+			"--log-ip-options": 0, "--log-uid": 0, "--log-macdecode": 0}},
+		"NFLOG": {opts: map[string]int8{"--nflog-group": 1, "--nflog-prefix": 1, "--nflog-range": 1, "--nflog-size": 1,
+			"--nflog-threshold": 1}},
+		"CT": {opts: map[string]int8{"--notrack": 0, "--zone": 1, "--zone-orig": 1, "--zone-reply": 1, "--helper": 1,
+			"--ctevents": 1, "--expevents": 1, "--timeout": 1}},
+		"NFQUEUE": {opts: map[string]int8{"--queue-num": 1, "--queue-balance": 1, "--queue-bypass": 0, "--fail-open": 0,
+			"--queue-cpu-fanout": 0}},
 	}
 }
 
-func buildNAT(t *Target) *ruleError {
-	n := &NATTarget{}
+func buildNAT(t *Target, a *arena) *ruleError {
+	n := take(a, &a.nats, 1)
 	for i := range t.Options {
 		o := &t.Options[i]
 		if o.Negated {
@@ -250,7 +245,13 @@ func buildNAT(t *Target) *ruleError {
 			if err != nil {
 				return errf("%s %q: %v", o.Name, o.Arg(), err)
 			}
-			n.To = append(n.To, r)
+			if n.To == nil {
+				x := take(a, &a.ranges, 1)
+				*x = r
+				n.To = unsafe.Slice(x, 1)[:1:1]
+			} else {
+				n.To = append(n.To, r)
+			}
 		case "--random":
 			n.Random = true
 		case "--random-fully":
@@ -333,7 +334,7 @@ func parseNATRange(s string) (NATRange, error) {
 	return r, nil
 }
 
-func buildMasquerade(t *Target) *ruleError {
+func buildMasquerade(t *Target, a *arena) *ruleError {
 	m := &MasqueradeTarget{}
 	for i := range t.Options {
 		o := &t.Options[i]
@@ -361,7 +362,7 @@ func buildMasquerade(t *Target) *ruleError {
 	return nil
 }
 
-func buildMarkTarget(t *Target) *ruleError {
+func buildMarkTarget(t *Target, a *arena) *ruleError {
 	for i := range t.Options {
 		o := &t.Options[i]
 		switch o.Name {
@@ -380,7 +381,8 @@ func buildMarkTarget(t *Target) *ruleError {
 		if err != nil || (op != MarkSetXMark && op != MarkSetMark && strings.Contains(o.Arg(), "/")) {
 			return errf("bad %s %q", o.Name, o.Arg())
 		}
-		t.Mark = &MarkTarget{Op: op, Value: v, Mask: m}
+		t.Mark = take(a, &a.markTs, 1)
+		*t.Mark = MarkTarget{Op: op, Value: v, Mask: m}
 	}
 	if t.Mark == nil {
 		return errf("no mark operation")
@@ -388,7 +390,7 @@ func buildMarkTarget(t *Target) *ruleError {
 	return nil
 }
 
-func buildConnmark(t *Target) *ruleError {
+func buildConnmark(t *Target, a *arena) *ruleError {
 	c := &ConnmarkTarget{NfMask: ^uint32(0), CtMask: ^uint32(0)}
 	for i := range t.Options {
 		o := &t.Options[i]
@@ -431,7 +433,7 @@ func buildConnmark(t *Target) *ruleError {
 	return nil
 }
 
-func buildReject(t *Target) *ruleError {
+func buildReject(t *Target, a *arena) *ruleError {
 	r := &RejectTarget{}
 	for i := range t.Options {
 		o := &t.Options[i]

@@ -1,8 +1,12 @@
 package route
 
 import (
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"net/netip"
 	"slices"
 	"strings"
@@ -206,12 +210,33 @@ func (c lookupCase) String() string {
 	return s
 }
 
-// kernelGet runs `ip -j route get` and returns the parsed answer or the
-// kernel's error text (after "RTNETLINK answers: ").
-func kernelGet(t *testing.T, ns *testNS, c lookupCase) (*Route, string) {
+// kernelAnswer is one `ip -j route get` question and the kernel's answer,
+// as recorded in testdata/kernel-node/route-get.json.
+type kernelAnswer struct {
+	Dst    string          `json:"dst"`
+	Src    string          `json:"src,omitempty"`
+	IIF    string          `json:"iif,omitempty"`
+	Mark   uint32          `json:"mark,omitempty"`
+	Output json.RawMessage `json:"output,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+func (a kernelAnswer) lookupCase() lookupCase {
+	c := lookupCase{dst: a.Dst, opts: Options{IIF: netdev.Name(a.IIF), Mark: a.Mark}}
+	if a.Src != "" {
+		c.opts.Src = netip.MustParseAddr(a.Src)
+	}
+	return c
+}
+
+// kernelGet runs `ip -j route get` and returns the kernel's JSON answer, or
+// its error text (after "RTNETLINK answers: ").
+func kernelGet(t *testing.T, ns *testNS, c lookupCase) kernelAnswer {
 	t.Helper()
+	a := kernelAnswer{Dst: c.dst, IIF: string(c.opts.IIF), Mark: c.opts.Mark}
 	args := []string{"-j", "route", "get", c.dst}
 	if c.opts.Src.IsValid() {
+		a.Src = c.opts.Src.String()
 		args = append(args, "from", c.opts.Src.String())
 	}
 	if c.opts.IIF != "" {
@@ -223,39 +248,41 @@ func kernelGet(t *testing.T, ns *testNS, c lookupCase) (*Route, string) {
 	out, err := ns.TryIP(args...)
 	if err != nil {
 		var ce *cmdError
-		if errors.As(err, &ce) {
-			msg := strings.TrimSpace(ce.stderr)
-			msg = strings.TrimPrefix(msg, "RTNETLINK answers: ")
-			return nil, msg
+		if !errors.As(err, &ce) {
+			t.Fatalf("ip route get %s: %v", c, err)
 		}
-		t.Fatalf("ip route get %s: %v", c, err)
+		a.Error = strings.TrimPrefix(strings.TrimSpace(ce.stderr), "RTNETLINK answers: ")
+		return a
 	}
-	rs, perr := ParseRoutes([]byte(out))
-	if perr != nil || len(rs) != 1 {
-		t.Fatalf("parse route get %s output %q: %v", c, out, perr)
-	}
-	return &rs[0], ""
+	a.Output = json.RawMessage(strings.TrimSpace(out))
+	return a
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-// compareWithKernel checks Lookup against `ip route get` for one case.
-func compareWithKernel(t *testing.T, ns *testNS, fib *FIB, c lookupCase) *Result {
+// compareAnswer checks Lookup against a kernel answer: same error, or same
+// type, table, device, gateway and (when the kernel prints one) source.
+func compareAnswer(t *testing.T, fib *FIB, a kernelAnswer) *Result {
 	t.Helper()
-	want, kerr := kernelGet(t, ns, c)
+	c := a.lookupCase()
 	got, err := fib.Lookup(mustAddr(c.dst), c.opts)
-	if kerr != "" {
+	if a.Error != "" {
 		var le *LookupError
 		if !errors.As(err, &le) {
-			t.Errorf("%s: kernel says %q, Lookup = %v", c, kerr, got)
+			t.Errorf("%s: kernel says %q, Lookup = %v", c, a.Error, got)
 			return nil
 		}
-		if le.KernelMessage() != kerr {
-			t.Errorf("%s: kernel says %q, Lookup says %q (%v)", c, kerr, le.KernelMessage(), err)
+		if le.KernelMessage() != a.Error {
+			t.Errorf("%s: kernel says %q, Lookup says %q (%v)", c, a.Error, le.KernelMessage(), err)
 		}
-		t.Logf("%-45s kernel: %s | Lookup: %v", c, kerr, err)
+		t.Logf("%-45s kernel: %s | Lookup: %v", c, a.Error, err)
 		return nil
 	}
+	rs, perr := ParseRoutes(a.Output)
+	if perr != nil || len(rs) != 1 {
+		t.Fatalf("parse route get %s output %s: %v", c, a.Output, perr)
+	}
+	want := &rs[0]
 	if err != nil {
 		t.Errorf("%s: kernel answers %q, Lookup failed: %v", c, want.String(), err)
 		return nil
@@ -292,6 +319,56 @@ func compareWithKernel(t *testing.T, ns *testNS, fib *FIB, c lookupCase) *Result
 	}
 	t.Logf("%-45s kernel: %s | Lookup: %s", c, want.Raw, got)
 	return got
+}
+
+// compareWithKernel asks the kernel and checks Lookup against its answer;
+// the answer is appended to rec when rec is not nil.
+func compareWithKernel(t *testing.T, ns *testNS, fib *FIB, c lookupCase, rec *[]kernelAnswer) *Result {
+	t.Helper()
+	a := kernelGet(t, ns, c)
+	if rec != nil {
+		*rec = append(*rec, a)
+	}
+	return compareAnswer(t, fib, a)
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/kernel-node from the kernel (needs root)")
+
+const recordDir = "testdata/kernel-node"
+
+// recordNode writes the node's dumps and the kernel's answers to testdata,
+// so that TestLookupRecordedKernelAnswers replays them without root.
+func recordNode(t *testing.T, ns *testNS, answers []kernelAnswer) {
+	t.Helper()
+	if err := os.MkdirAll(recordDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pretty := func(s string) []byte {
+		var v any
+		if err := json.Unmarshal([]byte(s), &v); err != nil {
+			t.Fatalf("dump is not JSON: %v", err)
+		}
+		b, _ := json.MarshalIndent(v, "", "  ")
+		return append(b, '\n')
+	}
+	files := map[string][]byte{
+		"ip-route": pretty(ns.IP("-j", "route", "show", "table", "all")),
+		"ip-rule":  pretty(ns.IP("-j", "rule")),
+		"ip-rule6": pretty(ns.IP("-j", "-6", "rule")),
+		"ip-link":  pretty(ns.IP("-j", "-d", "link")),
+		"ip-addr":  pretty(ns.IP("-j", "addr")),
+	}
+	b, err := json.MarshalIndent(answers, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["route-get.json"] = append(b, '\n')
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(recordDir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("recorded %d answers in %s", len(answers), recordDir)
 }
 
 func TestLookupMatchesKernel(t *testing.T) {
@@ -344,8 +421,12 @@ func TestLookupMatchesKernel(t *testing.T) {
 			out("2001:db8:2::2"), out("2001:db8:70::1"), out("2001:db8:2::99"),
 			out("2001:db8:dead::1"), out("2001:db8:beef::1"))
 	}
+	var answers []kernelAnswer
 	for _, c := range cases {
-		compareWithKernel(t, n.ns, fib, c)
+		compareWithKernel(t, n.ns, fib, c, &answers)
+	}
+	if *update {
+		recordNode(t, n.ns, answers)
 	}
 
 	// The walkthrough's answers, reproduced on this node.
@@ -400,7 +481,7 @@ func TestSelectSourceFallbackIgnoresLinkState(t *testing.T) {
 
 	fib, _, _ := snapshotFIB(t, ns)
 	for _, dst := range []string{"10.1.1.1", "10.1.1.2"} {
-		got := compareWithKernel(t, ns, fib, lookupCase{dst: dst})
+		got := compareWithKernel(t, ns, fib, lookupCase{dst: dst}, nil)
 		if got != nil && got.PrefSrc != mustAddr("10.99.9.1") {
 			t.Errorf("%s: src %v, want 10.99.9.1 from the down device d0", dst, got.PrefSrc)
 		}
@@ -414,7 +495,7 @@ func TestSelectSourceFallbackIgnoresLinkState(t *testing.T) {
 	}
 	// The link-scoped 10.99.8.1 of d0p is never taken by the fallback
 	// (in_dev_select_addr skips RT_SCOPE_LINK): no source either.
-	compareWithKernel(t, ns, fib, lookupCase{dst: "10.1.1.1"})
+	compareWithKernel(t, ns, fib, lookupCase{dst: "10.1.1.1"}, nil)
 }
 
 func TestPodMappingMatchesKernel(t *testing.T) {

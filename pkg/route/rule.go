@@ -223,7 +223,7 @@ func ruleFromObject(o object) (Rule, error) {
 	if v, ok := o.int("priority"); ok && v >= 0 && v <= 0xffffffff {
 		r.Priority = uint32(v)
 	}
-	r.Invert = o.has("not")
+	r.Invert = presentFlag(o, "not")
 	var err error
 	if r.Src, err = rulePrefix(o, "src"); err != nil {
 		return r, err
@@ -253,12 +253,12 @@ func ruleFromObject(o object) (Rule, error) {
 	if v, ok := o.str("iif"); ok {
 		r.IIF = netdev.Name(v)
 	}
-	r.IIFDetached, _ = o.bool("iif_detached")
+	r.IIFDetached = presentFlag(o, "iif_detached")
 	if v, ok := o.str("oif"); ok {
 		r.OIF = netdev.Name(v)
 	}
-	r.OIFDetached, _ = o.bool("oif_detached")
-	r.L3MDev = o.has("l3mdev")
+	r.OIFDetached = presentFlag(o, "oif_detached")
+	r.L3MDev = presentFlag(o, "l3mdev")
 	r.TOS, _ = o.str("tos")
 	if r.TOS == "" {
 		r.TOS, _ = o.str("dsfield")
@@ -322,4 +322,16 @@ func portRange(o object, key string) string {
 		return s + "-" + e
 	}
 	return ""
+}
+
+// presentFlag reads a flag iproute2 prints as a null-valued key ("not":
+// null, "iif_detached": null); an explicit false or 0 clears it.
+func presentFlag(o object, key string) bool {
+	if !o.has(key) {
+		return false
+	}
+	if v, ok := o.bool(key); ok {
+		return v
+	}
+	return true
 }
