@@ -33,6 +33,8 @@ type Options struct {
 	// Nodes limits the analysed nodes; empty means every node that has
 	// node data in the snapshot.
 	Nodes []string
+	// From is the --from value: trace a connection from that source.
+	From string
 }
 
 // Analyze explains and checks the datapath of one Service on the selected
@@ -50,7 +52,15 @@ func Analyze(snap *snapshot.Snapshot, opts Options) (*report.Report, error) {
 	for _, n := range selected {
 		states = append(states, nodestate.Parse(n, c.NodeAddresses(n.Name)))
 	}
-	rep, err := Explain(c, states, opts.Namespace, opts.Name)
+	req := Request{Namespace: opts.Namespace, Name: opts.Name}
+	if opts.From != "" {
+		src, err := ParseSource(opts.From, opts.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		req.From = &src
+	}
+	rep, err := Explain(c, states, req)
 	if err != nil {
 		return nil, err
 	}
@@ -137,9 +147,20 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// Request is what Explain explains.
+type Request struct {
+	Namespace, Name string
+	// From, when set, traces a connection from that source.
+	From *Source
+	// noDNS skips the cluster DNS check (used when checking the DNS
+	// service itself).
+	noDNS bool
+}
+
 // Explain is the pure analysis: the indexed API objects and the parsed node
 // states in, the report out.
-func Explain(c *cluster.Cluster, nodes []*nodestate.Node, ns, name string) (*report.Report, error) {
+func Explain(c *cluster.Cluster, nodes []*nodestate.Node, req Request) (*report.Report, error) {
+	ns, name := req.Namespace, req.Name
 	svc := c.Service(ns, name)
 	if svc == nil {
 		return nil, notFound(c, ns, name)
@@ -157,13 +178,79 @@ func Explain(c *cluster.Cluster, nodes []*nodestate.Node, ns, name string) (*rep
 		a.finish()
 		return rep, nil
 	}
+	var resolved *resolvedSource
+	if req.From != nil {
+		var names []string
+		for _, st := range nodes {
+			names = append(names, st.Name)
+		}
+		rs, err := req.From.resolve(c, names, a.families()[0])
+		if err != nil {
+			return nil, err
+		}
+		resolved = &rs
+	}
+	a.states = map[string]*nodestate.Node{}
 	for _, st := range nodes {
-		rep.Nodes = append(rep.Nodes, a.node(st))
+		a.states[st.Name] = st
+	}
+	nas := make([]*nodeAnalysis, 0, len(nodes))
+	for _, st := range nodes {
+		out, na := a.node(st)
+		rep.Nodes = append(rep.Nodes, out)
+		nas = append(nas, na)
+	}
+	for i, na := range nas {
+		na.out = &rep.Nodes[i]
+		if na.out.Mode != ModeIPTables {
+			continue
+		}
+		na.checkInterfaces()
+		if ct := na.conntrack(expectedShares(na.out)); ct != nil {
+			rep.Conntrack = append(rep.Conntrack, *ct)
+		}
+		if resolved != nil && resolved.node == na.st.Name {
+			tr, err := na.traceFrom(*resolved)
+			if err != nil {
+				return nil, err
+			}
+			rep.Trace = tr
+		}
+	}
+	if resolved != nil && rep.Trace == nil {
+		return nil, fmt.Errorf("%w: node %s is not in iptables mode, so the connection cannot be traced there", ErrBadSource, resolved.node)
 	}
 	a.afterNodes(nodes)
 	a.emitNoReady()
+	if !req.noDNS {
+		a.dns(nodes)
+	}
 	a.finish()
+	rep.Addresses = a.addressLabels(nodes)
 	return rep, nil
+}
+
+// expectedShares maps each entry ("ip:port") of a node to the share of pod
+// connections each destination gets.
+func expectedShares(n *report.Node) map[string]map[netip.AddrPort]float64 {
+	out := map[string]map[netip.AddrPort]float64{}
+	for _, p := range n.Ports {
+		for _, e := range p.Entries {
+			ip, err := netip.ParseAddr(e.IP)
+			if err != nil {
+				continue
+			}
+			key := netip.AddrPortFrom(ip, uint16(e.Port)).String()
+			m := map[netip.AddrPort]float64{}
+			for _, t := range e.Targets {
+				if tip, err := netip.ParseAddr(t.IP); err == nil {
+					m[netip.AddrPortFrom(tip, uint16(t.Port))] += t.Probability
+				}
+			}
+			out[key] = m
+		}
+	}
+	return out
 }
 
 type analysis struct {
@@ -175,6 +262,9 @@ type analysis struct {
 	serviceFindings []report.Finding
 	// seen dedupes service-level findings by ID+port.
 	seen map[string]bool
+	// states are the parsed nodes by name (to look at the node that
+	// receives a traced packet).
+	states map[string]*nodestate.Node
 	// noReadyPorts gathers, per service port with no usable endpoint, what
 	// clients see on each node; emitted as one NO-READY-ENDPOINTS finding.
 	noReadyPorts []*noReadyPort

@@ -91,3 +91,12 @@ func TestExampleWalkthrough(t *testing.T) {
 	golden(t, "testdata/golden/example-walkthrough.json", rep)
 	goldenText(t, "testdata/golden/example-walkthrough.txt", rep)
 }
+
+func loadEx(t *testing.T, dir string) *snapshot.Snapshot {
+	t.Helper()
+	snap, err := snapshot.Load(filepath.Join("..", "..", "examples", dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}

@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
@@ -31,29 +30,17 @@ func ruleTarget(r *iptables.Rule) string {
 	return r.Target.Name
 }
 
-// ruleProbability returns a statistic match's probability (random mode, or
-// 1/every for nth mode).
+// ruleProbability returns the share of connections a statistic match
+// takes (random mode, or 1/every for nth mode).
 func ruleProbability(r *iptables.Rule) (float64, bool) {
 	if r == nil {
 		return 0, false
 	}
 	m := r.Match("statistic")
-	if m == nil {
+	if m == nil || m.Statistic == nil {
 		return 0, false
 	}
-	for _, o := range m.Options {
-		switch o.Name {
-		case "--probability":
-			if f, err := strconv.ParseFloat(o.Arg(), 64); err == nil {
-				return f, true
-			}
-		case "--every":
-			if n, err := strconv.Atoi(o.Arg()); err == nil && n > 0 {
-				return 1 / float64(n), true
-			}
-		}
-	}
-	return 0, false
+	return m.Statistic.MatchProbability(), true
 }
 
 func ruleHasRecent(r *iptables.Rule) bool {
@@ -111,22 +98,19 @@ func rulesTo(d *iptables.Dump, table, from, to string) []string {
 	return out
 }
 
-// rulesJumpingToChain scans the chains of a table that kube-proxy or the
-// kernel could lead to chain from (entry chains and KUBE-* chains), and
-// quotes the rules whose target is chain. It parses only chains whose name
-// could lead there, so it stays cheap on a large dump.
+// rulesJumpingToChain quotes every rule of a table whose target is chain.
 func rulesJumpingToChain(d *iptables.Dump, table, chain string) []string {
 	t := d.Table(table)
 	if t == nil {
 		return nil
 	}
+	rules, err := t.RulesJumpingTo(chain)
+	if err != nil {
+		return []string{err.Error()}
+	}
 	var out []string
-	for _, c := range t.Chains {
-		if !(c.Builtin || strings.HasPrefix(c.Name, "KUBE-SERVICES") || strings.HasPrefix(c.Name, "KUBE-NODEPORTS") ||
-			strings.HasPrefix(c.Name, "KUBE-EXT-") || strings.HasPrefix(c.Name, "KUBE-FW-") || strings.HasPrefix(c.Name, "KUBE-XLB-")) {
-			continue
-		}
-		out = append(out, rulesTo(d, table, c.Name, chain)...)
+	for _, r := range rules {
+		out = append(out, r.Raw)
 	}
 	return out
 }

@@ -43,7 +43,7 @@ type nodeAnalysis struct {
 	masqMark uint32
 }
 
-func (a *analysis) node(st *nodestate.Node) report.Node {
+func (a *analysis) node(st *nodestate.Node) (report.Node, *nodeAnalysis) {
 	out := report.Node{Name: st.Name, Ports: []report.Port{}, Findings: []report.Finding{}, Partial: st.Partial}
 	seen := map[netip.Addr]bool{}
 	for _, ad := range st.LocalAddrs {
@@ -58,8 +58,9 @@ func (a *analysis) node(st *nodestate.Node) report.Node {
 		out.Notes = append(out.Notes, "the snapshot has no Node object for "+st.Name+": node addresses and zone are unknown")
 	}
 	out.Mode = na.detectMode()
+	out.Notes = append(out.Notes, st.Problems...)
 	if out.Mode != ModeIPTables {
-		return out
+		return out, na
 	}
 	for _, p := range a.ports {
 		for _, fam := range a.families() {
@@ -68,7 +69,7 @@ func (a *analysis) node(st *nodestate.Node) report.Node {
 			}
 		}
 	}
-	return out
+	return out, na
 }
 
 func (a *analysis) families() []string {
@@ -331,7 +332,7 @@ type dist struct {
 
 func (na *nodeAnalysis) trace(d *iptables.Dump, src source, dst netip.AddrPort, proto string) (*dist, error) {
 	pkt := iptables.Packet{Src: src.addr, Dst: dst.Addr(), Protocol: proto, SPort: 40000, DPort: dst.Port()}
-	tr, err := d.Trace(src.hook, pkt, iptables.Env{LocalAddrs: na.st.LocalAddrs})
+	tr, err := d.Trace(src.hook, pkt, na.env())
 	if err != nil {
 		return nil, err
 	}
@@ -821,7 +822,9 @@ func (na *nodeAnalysis) checkMasquerade(p cluster.Port, e entrySpec, pod, off, h
 				hair.snatEvidence(), "")
 		}
 	}
-	if m.All && !(len(pod.otherSNAT) > 0) {
+	// External entries (NodePort, external and LB IPs) masquerade every
+	// source by design (KUBE-NODEPORTS / KUBE-EXT mark all of it).
+	if m.All && len(pod.otherSNAT) == 0 && e.kind == report.EntryClusterIP {
 		na.finding(report.MasqueradeAll, port, entry,
 			fmt.Sprintf("%s: connections from pods are source-NATed too (masqueradeAll, or no cluster CIDR known to kube-proxy): backends see node addresses, never pod addresses", entry),
 			pod.snatEvidence(), "set clusterCIDR (or detectLocalMode) in kube-proxy's configuration and masqueradeAll: false, unless this is wanted")

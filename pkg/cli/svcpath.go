@@ -46,6 +46,11 @@ var (
 		# Explain default/test from the walkthrough snapshot shipped with the sources
 		kubectl svcpath default/test --snapshot examples/walkthrough
 
+		# Follow a connection from a client pod, from the node itself, or from a backend to itself
+		kubectl svcpath default/test --snapshot examples/walkthrough --from pod/client
+		kubectl svcpath default/test --snapshot examples/walkthrough --from node/worker-2
+		kubectl svcpath default/test --snapshot examples/walkthrough --from pod/nginx1
+
 		# Explain shop/web on worker-1 only, as JSON (live mode: needs a build with the collector)
 		kubectl svcpath svc/web -n shop --node worker-1 -o json
 
@@ -82,6 +87,8 @@ type SvcpathOptions struct {
 	SnapshotDir string
 	// Nodes is --node: analyse only these nodes.
 	Nodes []string
+	// From is --from: trace a connection from this source.
+	From string
 	// Output is -o/--output: "" or text, json, yaml.
 	Output string
 	// Color is --color: auto, always or never.
@@ -159,6 +166,8 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 		"Read the API objects and node data from this snapshot directory instead of the cluster (see docs/snapshot.md).")
 	f.StringSliceVar(&o.Nodes, "node", o.Nodes,
 		"Analyse only this node (repeat the flag or separate names with commas). Default: every node with data.")
+	f.StringVar(&o.From, "from", o.From,
+		"Trace a connection from this client: pod/NAME (in the service's namespace), pod/NAMESPACE/NAME, node/NAME, or an IP address (an off-cluster client, e.g. for a NodePort). Without it, the report shows a typical pod's view on every node.")
 	f.StringVarP(&o.Output, "output", "o", o.Output,
 		"Output format: text (default), json or yaml. json and yaml print the report schema of docs/report-schema.md.")
 	f.StringVar(&o.Color, "color", o.Color,
@@ -265,6 +274,11 @@ func (o *SvcpathOptions) Validate() error {
 	if !contains(failOnValues, o.FailOn) {
 		return fmt.Errorf("invalid --fail-on %q: use one of %s", o.FailOn, strings.Join(failOnValues, ", "))
 	}
+	if o.From != "" {
+		if _, err := analyze.ParseSource(o.From, o.Namespace); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -281,7 +295,7 @@ func (o *SvcpathOptions) Run(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return o.userError(err)
 	}
-	rep, err := o.analyze(snap, analyze.Options{Namespace: o.Namespace, Name: o.Name, Nodes: o.Nodes})
+	rep, err := o.analyze(snap, analyze.Options{Namespace: o.Namespace, Name: o.Name, Nodes: o.Nodes, From: o.From})
 	if err != nil {
 		return o.userError(err)
 	}

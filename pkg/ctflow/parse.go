@@ -33,7 +33,7 @@ type Dump struct {
 // Blank lines and conntrack's own header/footer lines are skipped. A
 // malformed line is an error naming its line number unless opts.Lenient.
 func Parse(data []byte, opts ParseOptions) (*Dump, error) {
-	d := &Dump{}
+	d := &Dump{Flows: make([]Flow, 0, bytes.Count(data, []byte{'\n'})+1)}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	n := 0
@@ -81,7 +81,10 @@ func isMessage(line string) bool {
 // ("[start=Thu Nov 21 06:07:00 2024]") as one token.
 func tokenize(line string) []string {
 	fields := strings.Fields(line)
-	var out []string
+	if !strings.Contains(line, "[") || !needsJoin(fields) {
+		return fields
+	}
+	out := make([]string, 0, len(fields))
 	for i := 0; i < len(fields); i++ {
 		t := fields[i]
 		if strings.HasPrefix(t, "[") && !strings.HasSuffix(t, "]") {
@@ -97,6 +100,16 @@ func tokenize(line string) []string {
 		out = append(out, t)
 	}
 	return out
+}
+
+// needsJoin reports whether a bracketed field was split at blanks.
+func needsJoin(fields []string) bool {
+	for _, f := range fields {
+		if strings.HasPrefix(f, "[") && !strings.HasSuffix(f, "]") {
+			return true
+		}
+	}
+	return false
 }
 
 func isWord(s string) bool {
@@ -139,17 +152,26 @@ func isTupleKey(key string, p Proto) bool {
 	return false
 }
 
+// tupleKeyBit numbers the tuple keys for tupleState.seen.
+var tupleKeyBit = map[string]uint16{
+	"src": 1 << 0, "dst": 1 << 1, "sport": 1 << 2, "dport": 1 << 3,
+	"type": 1 << 4, "code": 1 << 5, "id": 1 << 6, "srckey": 1 << 7, "dstkey": 1 << 8,
+	"zone-orig": 1 << 9, "zone-reply": 1 << 10, "packets": 1 << 11, "bytes": 1 << 12,
+}
+
 // tupleState tracks which fields a tuple has been given.
 type tupleState struct {
 	t    *Tuple
-	seen map[string]bool
+	bits uint16
 }
 
+func (ts *tupleState) seen(key string) bool { return ts.bits&tupleKeyBit[key] != 0 }
+
 func (ts *tupleState) set(key, val string) error {
-	if ts.seen[key] {
+	if ts.seen(key) {
 		return fmt.Errorf("%w: duplicate %s=", ErrMalformed, key)
 	}
-	ts.seen[key] = true
+	ts.bits |= tupleKeyBit[key]
 	t := ts.t
 	switch key {
 	case "src", "dst":
@@ -172,7 +194,7 @@ func (ts *tupleState) set(key, val string) error {
 		} else {
 			t.DPort = uint16(p)
 		}
-		t.HasPorts = ts.seen["sport"] && ts.seen["dport"]
+		t.HasPorts = ts.seen("sport") && ts.seen("dport")
 	case "type", "code":
 		v, err := strconv.ParseUint(val, 10, 8)
 		if err != nil {
@@ -217,7 +239,7 @@ func (ts *tupleState) set(key, val string) error {
 }
 
 func (ts *tupleState) complete(p Proto, which string) error {
-	if !ts.seen["src"] || !ts.seen["dst"] {
+	if !ts.seen("src") || !ts.seen("dst") {
 		return fmt.Errorf("%w: %s tuple lacks src/dst", ErrMissingTuple, which)
 	}
 	if ts.t.Src.Is4() != ts.t.Dst.Is4() {
@@ -226,7 +248,7 @@ func (ts *tupleState) complete(p Proto, which string) error {
 	if p.HasPorts() && !ts.t.HasPorts {
 		return fmt.Errorf("%w: %s tuple lacks sport/dport", ErrMissingTuple, which)
 	}
-	if p.IsICMP() && !(ts.seen["type"] && ts.seen["code"]) {
+	if p.IsICMP() && !(ts.seen("type") && ts.seen("code")) {
 		return fmt.Errorf("%w: %s tuple lacks type/code", ErrMissingTuple, which)
 	}
 	return nil
@@ -288,8 +310,8 @@ func ParseLine(line string) (Flow, error) {
 		i++
 	}
 
-	orig := &tupleState{t: &f.Orig, seen: map[string]bool{}}
-	reply := &tupleState{t: &f.Reply, seen: map[string]bool{}}
+	orig := &tupleState{t: &f.Orig}
+	reply := &tupleState{t: &f.Reply}
 	cur := orig
 	phase := 0 // 0: original tuple, 1: reply tuple, 2: after the tuples
 	for ; i < len(toks); i++ {
@@ -313,21 +335,21 @@ func ParseLine(line string) (Flow, error) {
 		}
 		if key == "src" {
 			switch {
-			case phase == 0 && !orig.seen["src"]:
-			case phase == 0 || (phase == 1 && !reply.seen["src"]):
+			case phase == 0 && !orig.seen("src"):
+			case phase == 0 || (phase == 1 && !reply.seen("src")):
 				phase, cur = 1, reply
 			default:
 				return f, fmt.Errorf("%w: third tuple", ErrMalformed)
 			}
 		}
 		inTuple := isTupleKey(key, f.Proto) && phase < 2
-		if key == "id" && inTuple && cur.seen["id"] {
+		if key == "id" && inTuple && cur.seen("id") {
 			inTuple = false // the conntrack id (-o id), not an ICMP id
 		}
 		if (key == "zone-orig" && phase != 0) || (key == "zone-reply" && phase != 1) {
 			inTuple = false
 		}
-		if inTuple && cur.seen[key] && (key == "packets" || key == "bytes") {
+		if inTuple && cur.seen(key) && (key == "packets" || key == "bytes") {
 			inTuple = false
 		}
 		if inTuple {

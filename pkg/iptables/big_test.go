@@ -48,7 +48,7 @@ func TestBigDump(t *testing.T) {
 			t.Fatalf("%d outcomes", len(tr.Outcomes))
 		}
 		for i, o := range tr.Outcomes {
-			if o.DNAT != s.Endpoints[i] || o.DNATChain != s.SEPs[i] || (o.SNAT != nil) != c.masq || math.Abs(o.Probability-1.0/3) > 1e-10 {
+			if o.DNAT != s.Endpoints[i] || o.DNATChain != s.SEPs[i] || (o.SNAT != nil) != c.masq || math.Abs(o.Probability-1.0/3) > 1e-9 {
 				t.Errorf("%s outcome %d: %v by %s, SNAT %v, p %v", c.hook, i, o.DNAT, o.DNATChain, o.SNAT, o.Probability)
 			}
 		}

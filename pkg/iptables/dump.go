@@ -23,6 +23,7 @@ const (
 
 // Counters are a packet and a byte count, as in "[packets:bytes]".
 type Counters struct {
+	// Packets and Bytes counted by the kernel.
 	Packets, Bytes uint64
 }
 
@@ -61,7 +62,7 @@ type Table struct {
 
 // Chain is one declared chain with the index of its rule lines.
 type Chain struct {
-	// Table is the name of the chain's table.
+	// Table is the name of the chain's table; Name the chain's.
 	Table string
 	Name  string
 	// Policy is the built-in chain's policy, PolicyNone for a user chain.

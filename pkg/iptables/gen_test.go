@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
+	"math"
 	"net/netip"
 	"sort"
 	"sync"
@@ -114,7 +115,10 @@ COMMIT
 			s.Endpoints = append(s.Endpoints, ep)
 			stat := ""
 			if j < eps-1 {
-				stat = fmt.Sprintf("-m statistic --mode random --probability %.11f ", 1/float64(eps-j))
+				// As iptables-save prints it: the kernel keeps the
+				// probability in 31 bits.
+				p := math.Round(float64(1<<31)/float64(eps-j)) / float64(1<<31)
+				stat = fmt.Sprintf("-m statistic --mode random --probability %.11f ", p)
 			}
 			// kube-proxy's large cluster mode (more than 1000 endpoints)
 			// leaves out the comments of the endpoint rules.

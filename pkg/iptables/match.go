@@ -45,6 +45,7 @@ type Match struct {
 
 // AddrMatch is "-s"/"-d" (and the conntrack address options).
 type AddrMatch struct {
+	// Negated is true for "! -s X".
 	Negated bool
 	// Prefix as written (iptables-save prints it masked).
 	Prefix netip.Prefix
@@ -57,6 +58,7 @@ func (m *AddrMatch) Matches(a netip.Addr) bool {
 
 // ProtocolMatch is "-p".
 type ProtocolMatch struct {
+	// Negated is true for "! -p X".
 	Negated bool
 	// Name as written ("tcp", "6", "all", "ipv6-icmp", ...).
 	Name string
@@ -75,6 +77,7 @@ func (m *ProtocolMatch) Matches(proto int) bool {
 
 // InterfaceMatch is "-i"/"-o" (and physdev's interfaces).
 type InterfaceMatch struct {
+	// Negated is true for "! -i X".
 	Negated bool
 	// Name, with a trailing "+" meaning any interface with that prefix.
 	Name string
@@ -93,6 +96,7 @@ func (m *InterfaceMatch) Matches(name string) bool {
 
 // PortRange is a port or an inclusive range of ports.
 type PortRange struct {
+	// First and Last are inclusive; equal for a single port.
 	First, Last uint16
 }
 
@@ -109,6 +113,7 @@ func (r PortRange) String() string {
 
 // PortSpec is a possibly negated port range (--dport, --sport).
 type PortSpec struct {
+	// Negated is true for "! --dport X".
 	Negated bool
 	PortRange
 }
@@ -118,12 +123,14 @@ func (s *PortSpec) Matches(port uint16) bool { return s.Contains(port) != s.Nega
 
 // CommentMatch is "-m comment --comment TEXT".
 type CommentMatch struct {
+	// Text is the comment, unquoted and unescaped.
 	Text string
 }
 
 // PortsMatch is "-m tcp", "-m udp" or "-m sctp" (the protocol is the
 // match's Module).
 type PortsMatch struct {
+	// DPort and SPort are --dport and --sport; nil when absent.
 	DPort, SPort *PortSpec
 	// TCPFlags is --tcp-flags (or --syn).
 	TCPFlags *TCPFlagsMatch
@@ -131,6 +138,7 @@ type PortsMatch struct {
 
 // TCPFlagsMatch is "--tcp-flags MASK COMP" or "--syn".
 type TCPFlagsMatch struct {
+	// Negated is true for "! --syn" or "! --tcp-flags ...".
 	Negated bool
 	// Mask and Comp are the flag sets (FIN, SYN, RST, PSH, ACK, URG, ECE,
 	// CWR) as bit masks: bit 0 FIN ... bit 7 CWR.
@@ -156,10 +164,12 @@ func (m *TCPFlagsMatch) Matches(flags uint8) bool {
 
 // MultiportMatch is "-m multiport --dports|--sports|--ports LIST".
 type MultiportMatch struct {
+	// Negated is true for "! --dports ...".
 	Negated bool
 	// Direction is "dst", "src" or "any" (--ports: either port).
 	Direction string
-	Ports     []PortRange
+	// Ports lists the ports and ranges.
+	Ports []PortRange
 }
 
 // Matches tells whether the ports match, negation included.
@@ -187,7 +197,10 @@ func (m *MultiportMatch) Matches(sport, dport uint16) bool {
 // MarkMatch is "-m mark --mark VALUE[/MASK]" (on the packet mark) or
 // "-m connmark --mark VALUE[/MASK]" (on the connection mark).
 type MarkMatch struct {
-	Negated     bool
+	// Negated is true for "! --mark X".
+	Negated bool
+	// Value and Mask: the match is mark&Mask == Value; Mask is 0xffffffff
+	// when not written.
 	Value, Mask uint32
 }
 
@@ -206,6 +219,7 @@ const (
 // StatisticMatch is "-m statistic --mode random --probability P" or
 // "--mode nth --every N [--packet K]".
 type StatisticMatch struct {
+	// Negated is true for "! --probability P" or "! --every N".
 	Negated bool
 	Mode    StatisticMode
 	// Probability as printed (random mode).
@@ -230,13 +244,15 @@ func (m *StatisticMatch) MatchProbability() float64 {
 // RecentMatch is "-m recent" (kube-proxy's sessionAffinity ClientIP).
 type RecentMatch struct {
 	// Op is "set", "rcheck", "update" or "remove".
-	Op      string
+	Op string
+	// Negated is true for "! --rcheck" etc.
 	Negated bool
 	// Name of the list ("DEFAULT" when not given).
 	Name string
 	// Seconds (0 when not given), Hitcount (0 when not given).
 	Seconds, Hitcount int
-	Reap, RTTL        bool
+	// Reap and RTTL are --reap and --rttl.
+	Reap, RTTL bool
 	// Side is "rsource" (the default) or "rdest".
 	Side string
 	// Mask is --mask ("" when not given).
@@ -245,12 +261,15 @@ type RecentMatch struct {
 
 // AddrTypeMatch is "-m addrtype".
 type AddrTypeMatch struct {
-	Src, Dst                    *AddrTypeSpec
+	// Src and Dst are --src-type and --dst-type; nil when absent.
+	Src, Dst *AddrTypeSpec
+	// LimitIfaceIn and LimitIfaceOut are --limit-iface-in/out.
 	LimitIfaceIn, LimitIfaceOut bool
 }
 
 // AddrTypeSpec is a --src-type or --dst-type list.
 type AddrTypeSpec struct {
+	// Negated is true for "! --dst-type X".
 	Negated bool
 	// Types, upper case: LOCAL, UNICAST, BROADCAST, MULTICAST, ...
 	Types []string
@@ -276,8 +295,10 @@ type ConntrackMatch struct {
 
 // NameSet is a possibly negated comma-separated list of names.
 type NameSet struct {
+	// Negated is true for "! --ctstate X".
 	Negated bool
-	Names   []string
+	// Names as written, e.g. RELATED, ESTABLISHED.
+	Names []string
 }
 
 // Has tells whether the set lists name.
@@ -292,25 +313,31 @@ func (s *NameSet) Has(name string) bool {
 
 // PhysDevMatch is "-m physdev" (bridge ports).
 type PhysDevMatch struct {
-	In, Out                *InterfaceMatch
+	// In and Out are --physdev-in and --physdev-out; nil when absent.
+	In, Out *InterfaceMatch
+	// IsIn, IsOut, IsBridged are --physdev-is-in/out/bridged.
 	IsIn, IsOut, IsBridged *FlagMatch
 }
 
 // SetMatch is "-m set --match-set NAME FLAGS" (ipset).
 type SetMatch struct {
+	// Negated is true for "! --match-set".
 	Negated bool
-	Name    string
+	// Name is the ipset's name.
+	Name string
 	// Flags are "src"/"dst" for each dimension of the set.
 	Flags []string
 }
 
 // NFAcctMatch is "-m nfacct --nfacct-name NAME" (an accounting object).
 type NFAcctMatch struct {
+	// Name is the accounting object's name.
 	Name string
 }
 
 // LimitMatch is "-m limit --limit RATE [--limit-burst N]".
 type LimitMatch struct {
+	// Rate as written ("1/sec"); Burst is --limit-burst, 0 when absent.
 	Rate  string
 	Burst int
 }

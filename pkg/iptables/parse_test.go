@@ -661,3 +661,76 @@ func TestConcurrentRules(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestRulesJumpingTo(t *testing.T) {
+	d, err := Parse(readTestdata(t, "shapes.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nat := d.Table("nat")
+	lines := func(rs []*Rule) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, fmt.Sprintf("%s:%d", r.Chain, r.Line))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		chain string
+		want  []string
+	}{
+		{"KUBE-MARK-MASQ", []string{"KUBE-EXT-ETPLOCAL000000000:77", "KUBE-SEP-ETPLOCALA000000000:88", "KUBE-SEP-ETPLOCALB000000000:90",
+			"KUBE-SEP-ITPLOCAL000000000:92", "KUBE-SEP-STICKYA0000000000:94", "KUBE-SEP-STICKYB0000000000:96", "KUBE-SEP-THREEA00000000000:98",
+			"KUBE-SEP-THREEB00000000000:100", "KUBE-SEP-THREEC00000000000:102", "KUBE-SVC-ETPLOCAL000000000:111", "KUBE-SVC-STICKY0000000000:114",
+			"KUBE-SVC-THREE00000000000:119", "KUBE-SVL-ITPLOCAL000000000:124"}},
+		{"KUBE-SVL-ETPLOCAL000000000", []string{"KUBE-EXT-ETPLOCAL000000000:79"}},
+		{"KUBE-SERVICES", []string{"PREROUTING:70", "OUTPUT:71"}},
+		{"KUBE-SVC", nil},  // a prefix of names, not a name
+		{"bridge", nil},    // in comments only
+		{"NOT-THERE", nil}, //
+		{"MASQUERADE", []string{"CNI-be726a77f15ea47ff32947a3:75", "KUBE-POSTROUTING:86"}},
+	} {
+		rs, err := nat.RulesJumpingTo(c.chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(c.want, lines(rs)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", c.chain, diff)
+		}
+	}
+	// It parses no chain; afterwards, parsed chains give the same rules.
+	for _, tb := range d.Tables {
+		for _, c := range tb.Chains {
+			if c.parsed() {
+				t.Errorf("%s parsed", c.Name)
+			}
+		}
+	}
+	all := mustRules(t, d, "nat", "KUBE-EXT-ETPLOCAL000000000")
+	rs, _ := nat.RulesJumpingTo("KUBE-SVL-ETPLOCAL000000000")
+	if len(rs) != 1 || rs[0] != all[3] {
+		t.Errorf("not the memoized rule")
+	}
+	// A dump whose chains' rules are interleaved, and -g.
+	d = mustParseStrict(t, []byte("*nat\n:PREROUTING ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n-A A -g B\n-A PREROUTING -j A\n-A A --jump B\n-A PREROUTING -j B\nCOMMIT\n"))
+	rs, err = d.Table("nat").RulesJumpingTo("B")
+	if err != nil || !cmp.Equal(lines(rs), []string{"A:5", "A:7", "PREROUTING:8"}) {
+		t.Errorf("interleaved: %v %v", lines(rs), err)
+	}
+}
+
+func BenchmarkRulesJumpingTo(b *testing.B) {
+	data, svcs := bigDump()
+	d, err := Parse(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nat := d.Table("nat")
+	b.ReportAllocs()
+	for b.Loop() {
+		rs, err := nat.RulesJumpingTo(svcs[4321].SVC)
+		if err != nil || len(rs) != 1 {
+			b.Fatalf("%d rules, %v", len(rs), err)
+		}
+	}
+}

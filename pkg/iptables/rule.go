@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -32,7 +33,7 @@ type Rule struct {
 	// none (a rule that only counts).
 	Target Target
 
-	// Typed views of Params; nil when absent.
+	// Typed views of Params; nil when absent: -s and -d, -p, -i and -o.
 	Source, Destination       *AddrMatch
 	Protocol                  *ProtocolMatch
 	InInterface, OutInterface *InterfaceMatch
@@ -99,6 +100,7 @@ const (
 
 // FlagMatch is a parameter without a value, possibly negated (-f).
 type FlagMatch struct {
+	// Negated is true for "! -f".
 	Negated bool
 }
 
@@ -352,12 +354,13 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 		return errf("%v", err)
 	}
 	layout := p.layout[:0]
-	canonical := true
+	canonical, tooLong := true, false
 	lastKind := uint8(0)
 	add := func(k uint8, idx int) {
 		if k < lastKind || k == partCounters {
 			canonical = false
 		}
+		tooLong = tooLong || idx > math.MaxUint16
 		lastKind = k
 		layout = append(layout, part{k, uint16(idx)})
 	}
@@ -559,6 +562,9 @@ func (p *ruleParser) parseLine(r *Rule, raw string) *ruleError {
 		return errf(`"!" at the end of the rule`)
 	}
 	p.layout = layout
+	if tooLong {
+		return errf("more than %d parameters or matches", math.MaxUint16)
+	}
 	if !canonical {
 		r.layout = append([]part(nil), layout...)
 	}

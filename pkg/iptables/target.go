@@ -109,14 +109,16 @@ func (r NATRange) String() string {
 // NATTarget is DNAT (--to-destination) or SNAT (--to-source).
 type NATTarget struct {
 	// To lists the ranges (one in practice; old kernels took several).
-	To                              []NATRange
+	To []NATRange
+	// Random, RandomFully, Persistent are the flags of the same names.
 	Random, RandomFully, Persistent bool
 }
 
 // MasqueradeTarget is MASQUERADE (or REDIRECT).
 type MasqueradeTarget struct {
 	// ToPorts is --to-ports; nil when absent.
-	ToPorts             *PortRange
+	ToPorts *PortRange
+	// Random and RandomFully are --random and --random-fully.
 	Random, RandomFully bool
 }
 
@@ -138,6 +140,7 @@ const (
 // MarkTarget is "-j MARK --set-xmark VALUE/MASK" (or --set-mark, --and-mark,
 // --or-mark, --xor-mark).
 type MarkTarget struct {
+	// Op is the operation written.
 	Op MarkOp
 	// Value and Mask as written; Mask is 0xffffffff when not written (and
 	// unused by and/or/xor).
@@ -168,6 +171,7 @@ func (m *MarkTarget) Apply(mark uint32) uint32 {
 
 // ConnmarkTarget is "-j CONNMARK".
 type ConnmarkTarget struct {
+	// Op is the operation written.
 	Op MarkOp
 	// Value and Mask of the set/and/or/xor operations.
 	Value, Mask uint32

@@ -41,7 +41,13 @@ const (
 	MaxOutcomes = 4096
 	// MaxRuleEvaluations bounds the rules evaluated by one trace; a branch
 	// that exhausts it ends where it is (ACCEPT), with an Uncertain note.
-	MaxRuleEvaluations = 5_000_000
+	MaxRuleEvaluations = 2_000_000
+	// MaxSteps bounds the steps of one outcome (real paths have tens); a
+	// longer branch ends where it is (ACCEPT), with an Uncertain note.
+	MaxSteps = 10_000
+
+	// maxCopiedSteps bounds the steps copied into split branches.
+	maxCopiedSteps = 1_000_000
 )
 
 // Trace follows the first packet of a new connection through the nat (and
@@ -88,6 +94,9 @@ const (
 //   - The policy of a built-in chain applies when the chain (or a chain
 //     reached from it by goto) ends or RETURNs; a DROP policy gives a
 //     "policy" step, an ACCEPT policy no step.
+//   - The work is bounded (MaxCallDepth, MaxOutcomes, MaxSteps,
+//     MaxRuleEvaluations): past a bound a Warning says what was cut, and
+//     the outcomes still sum to 1.
 //
 // Trace parses only the chains it reaches. Its error is a *ParseError for a
 // malformed rule of a reached chain, or wraps ErrBadPacket.
@@ -224,6 +233,7 @@ type tracer struct {
 	work     []*branch
 	outcomes []Outcome
 	branches int
+	copied   int // steps copied into split branches
 	evals    int
 	err      error
 
@@ -352,9 +362,18 @@ func (t *tracer) endStage(b *branch) {
 	}
 }
 
-func (t *tracer) addStep(b *branch, r *Rule, action string) {
+// addStep records a matched rule; it returns false, ending the branch,
+// when the branch has too many steps.
+func (t *tracer) addStep(b *branch, r *Rule, action string) bool {
 	f := &b.frames[len(b.frames)-1]
+	if len(b.o.Steps) >= MaxSteps {
+		t.warn("a path of more than %d steps was cut", MaxSteps)
+		b.o.Uncertain = append(b.o.Uncertain, fmt.Sprintf("more than %d steps at %s/%s line %d: outcome incomplete", MaxSteps, b.table.Name, f.chain.Name, r.Line))
+		b.done = true
+		return false
+	}
 	b.o.Steps = append(b.o.Steps, TraceStep{Table: b.table.Name, Chain: f.chain.Name, Rule: r, Action: action, Probability: b.prob})
+	return true
 }
 
 // policy applies the built-in chain's policy.
@@ -402,12 +421,15 @@ func (t *tracer) step(b *branch) {
 		return
 	}
 	if p < 1 {
-		if 1+t.branches >= MaxOutcomes {
-			t.warn("more than %d outcomes: statistic rules were no longer split, the more likely side was followed", MaxOutcomes)
+		// Each branch holds its own copy of the steps so far: both the
+		// branches and those copies are bounded.
+		if 1+t.branches >= MaxOutcomes || t.copied+len(b.o.Steps) > maxCopiedSteps {
+			t.warn("more than %d outcomes (or %d steps to copy): statistic rules were no longer split, the more likely side was followed", MaxOutcomes, maxCopiedSteps)
 			if p < 0.5 {
 				return
 			}
 		} else {
+			t.copied += len(b.o.Steps)
 			c := b.clone()
 			c.prob = b.prob * (1 - p)
 			t.work = append(t.work, c)
@@ -435,18 +457,26 @@ func (t *tracer) target(b *branch, r *Rule) {
 	f := &b.frames[len(b.frames)-1]
 	switch tg.Name {
 	case "":
-		t.addStep(b, r, ActionOther)
+		if !t.addStep(b, r, ActionOther) {
+			return
+		}
 		return
 	case "ACCEPT":
-		t.addStep(b, r, ActionAccept)
+		if !t.addStep(b, r, ActionAccept) {
+			return
+		}
 		t.endStage(b)
 		return
 	case "DROP":
-		t.addStep(b, r, ActionDrop)
+		if !t.addStep(b, r, ActionDrop) {
+			return
+		}
 		b.o.Verdict, b.done = VerdictDrop, true
 		return
 	case "RETURN":
-		t.addStep(b, r, ActionReturn)
+		if !t.addStep(b, r, ActionReturn) {
+			return
+		}
 		t.ret(b)
 		return
 	}
@@ -456,7 +486,9 @@ func (t *tracer) target(b *branch, r *Rule) {
 	}
 	switch tg.Name {
 	case "REJECT":
-		t.addStep(b, r, ActionReject)
+		if !t.addStep(b, r, ActionReject) {
+			return
+		}
 		b.o.Verdict, b.done = VerdictReject, true
 		if tg.Reject != nil {
 			b.o.RejectWith = tg.Reject.With
@@ -468,7 +500,9 @@ func (t *tracer) target(b *branch, r *Rule) {
 			}
 		}
 	case "DNAT", "REDIRECT":
-		t.addStep(b, r, ActionDNAT)
+		if !t.addStep(b, r, ActionDNAT) {
+			return
+		}
 		t.dnat(b, r, f.chain.Name)
 		t.endStage(b)
 	case "SNAT", "MASQUERADE":
@@ -490,17 +524,23 @@ func (t *tracer) target(b *branch, r *Rule) {
 				}
 			}
 		}
-		t.addStep(b, r, action)
+		if !t.addStep(b, r, action) {
+			return
+		}
 		b.o.SNAT = s
 		b.snatDone = true
 		t.endStage(b)
 	case "MARK":
-		t.addStep(b, r, ActionMark)
+		if !t.addStep(b, r, ActionMark) {
+			return
+		}
 		if tg.Mark != nil {
 			b.mark = tg.Mark.Apply(b.mark)
 		}
 	case "CONNMARK":
-		t.addStep(b, r, ActionOther)
+		if !t.addStep(b, r, ActionOther) {
+			return
+		}
 		if tg.Connmark != nil {
 			b.mark, b.ctmark = tg.Connmark.Apply(b.mark, b.ctmark)
 		}
@@ -513,7 +553,9 @@ func (t *tracer) target(b *branch, r *Rule) {
 			}
 			return
 		}
-		t.addStep(b, r, ActionOther)
+		if !t.addStep(b, r, ActionOther) {
+			return
+		}
 		switch tg.Name {
 		case "NFQUEUE", "QUEUE", "TPROXY", "SYNPROXY":
 			b.o.Uncertain = append(b.o.Uncertain, fmt.Sprintf("%s/%s line %d: target %s is not modelled (taken as non-terminating)", b.table.Name, f.chain.Name, r.Line, tg.Name))
@@ -545,12 +587,16 @@ func (t *tracer) jump(b *branch, r *Rule, c *Chain) {
 		return
 	}
 	if r.Target.Goto {
-		t.addStep(b, r, ActionGoto)
+		if !t.addStep(b, r, ActionGoto) {
+			return
+		}
 		via := append(f.via[:len(f.via):len(f.via)], f.chain.Name)
 		*f = frame{chain: c, rules: rules, via: via}
 		return
 	}
-	t.addStep(b, r, ActionJump)
+	if !t.addStep(b, r, ActionJump) {
+		return
+	}
 	b.frames = append(b.frames, frame{chain: c, rules: rules})
 }
 

@@ -25,7 +25,9 @@ const (
 	KindOther     Kind = "other"
 )
 
-// Kind classifies the device from its link type, driver and peer.
+// Kind classifies the device from its link type, driver and peer. Without
+// link details (`ip -j link` rather than `ip -j -d link`) only loopback, pod
+// veths (by their link_netnsid) and "physical/uplink" can be told apart.
 func (l *Link) Kind() Kind {
 	if l.IsLoopback() {
 		return KindLoopback
@@ -61,6 +63,11 @@ func (l *Link) Kind() Kind {
 	case DriverVRF:
 		return KindVRF
 	case DriverNone:
+		// `ip -j link` without -d prints no linkinfo; a device whose peer
+		// is in another namespace is still a pod's veth.
+		if l.LinkNetnsID != NoNetnsID && l.LinkType == "ether" {
+			return KindPodVeth
+		}
 		switch l.LinkType {
 		case "ether", "infiniband", "":
 			return KindPhysical

@@ -327,3 +327,14 @@ func TestFindPodErrors(t *testing.T) {
 		t.Errorf("fallback to host route: %+v %v", pl, err)
 	}
 }
+
+func TestKindWithoutDetails(t *testing.T) {
+	links, err := ParseLinks([]byte(`[{"ifindex":7,"link_index":4,"ifname":"cali1","link_type":"ether","link_netnsid":0},
+		{"ifindex":2,"ifname":"eth0","link_type":"ether"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if links[0].Kind() != KindPodVeth || links[1].Kind() != KindPhysical {
+		t.Errorf("kinds %q %q", links[0].Kind(), links[1].Kind())
+	}
+}

@@ -7,9 +7,13 @@ package nodestate
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 
+	"github.com/svcpath/kubectl-svcpath/pkg/ctflow"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
+	"github.com/svcpath/kubectl-svcpath/pkg/netdev"
+	"github.com/svcpath/kubectl-svcpath/pkg/route"
 	"github.com/svcpath/kubectl-svcpath/pkg/snapshot"
 )
 
@@ -33,6 +37,22 @@ type Node struct {
 	HasIPVS         bool
 	HasCilium       bool
 	HasCalicoEBPF   bool
+	// Links are the node's interfaces with their addresses (ip-link and
+	// ip-addr); nil when ip-link is absent or unreadable.
+	Links *netdev.Set
+	// FIB answers route lookups (ip-route, ip-rule); nil without ip-route.
+	FIB *route.FIB
+	// DevRoutes are the connected routes, for mapping pod IPs to host
+	// interfaces.
+	DevRoutes []netdev.DevRoute
+	// PodNetns maps a pod address to its eth0 as seen from inside the pod
+	// (pod-interfaces file): it ties bridged pods to their bridge port.
+	PodNetns map[netip.Addr]netdev.PodNetns
+	// Conntrack is the parsed `conntrack -L`; nil when absent.
+	Conntrack *ctflow.Dump
+	// Problems are parse errors of the optional files: analysis goes on
+	// without what they would have said.
+	Problems []string
 }
 
 // Parse parses a snapshot node. apiAddrs are the Node object's addresses,
@@ -54,6 +74,55 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 		st.LocalAddrs, st.LocalAddrsFrom = addrs, "ip-addr"
 	} else {
 		st.LocalAddrs, st.LocalAddrsFrom = apiAddrs, "Node object"
+	}
+	if n.IPLink != nil {
+		links, err := netdev.Parse(n.IPLink, n.IPAddr)
+		if err != nil {
+			st.Problems = append(st.Problems, fmt.Sprintf("ip-link/ip-addr unreadable: %v", err))
+		} else {
+			st.Links = links
+		}
+	}
+	if n.IPRoute != nil {
+		routes, err := route.ParseRoutes(n.IPRoute)
+		var rules []route.Rule
+		if err == nil && len(bytes.TrimSpace(n.IPRule)) > 0 {
+			rules, err = route.ParseRules(n.IPRule)
+		}
+		if err != nil {
+			st.Problems = append(st.Problems, fmt.Sprintf("ip-route/ip-rule unreadable: %v", err))
+		} else {
+			st.FIB = route.NewFIB(route.Config{Routes: routes, Rules: rules, Links: st.Links})
+			st.DevRoutes = route.DevRoutes(routes)
+		}
+	}
+	if n.PodInterfaces != nil {
+		var pis []struct {
+			IP      string `json:"ip"`
+			IfIndex int    `json:"ifindex"`
+			IfLink  int    `json:"iflink"`
+		}
+		if err := json.Unmarshal(n.PodInterfaces, &pis); err != nil {
+			st.Problems = append(st.Problems, fmt.Sprintf("pod-interfaces unreadable: %v", err))
+		} else {
+			st.PodNetns = map[netip.Addr]netdev.PodNetns{}
+			for _, pi := range pis {
+				if a, err := netip.ParseAddr(pi.IP); err == nil && pi.IfLink > 0 {
+					st.PodNetns[a] = netdev.PodNetns{IfLink: netdev.Index(pi.IfLink), IfIndex: netdev.Index(pi.IfIndex)}
+				}
+			}
+		}
+	}
+	if n.Conntrack != nil {
+		ct, err := ctflow.Parse(n.Conntrack, ctflow.ParseOptions{Lenient: true})
+		if err != nil {
+			st.Problems = append(st.Problems, fmt.Sprintf("conntrack unreadable: %v", err))
+		} else {
+			st.Conntrack = ct
+			if ct.Skipped > 0 {
+				st.Problems = append(st.Problems, fmt.Sprintf("conntrack: %d malformed line(s) skipped", ct.Skipped))
+			}
+		}
 	}
 	st.HasNFTKubeProxy = bytes.Contains(n.NFTRuleset, []byte("table ip kube-proxy")) ||
 		bytes.Contains(n.NFTRuleset, []byte("table ip6 kube-proxy"))
@@ -98,4 +167,17 @@ func localAddrs(data []byte) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// OutInterface returns the egress interface of dst by the node's routes,
+// or "" when unknown; it is the iptables evaluator's -o oracle.
+func (n *Node) OutInterface(dst netip.Addr) string {
+	if n.FIB == nil {
+		return ""
+	}
+	res, err := n.FIB.Lookup(dst, route.Options{})
+	if err != nil {
+		return ""
+	}
+	return string(res.Dev)
 }

@@ -58,7 +58,10 @@ func marshalJSON(r *report.Report) ([]byte, error) {
 }
 
 // normalize returns a copy of r whose lists without omitempty are non-nil,
-// so that they encode as [] instead of null. r is not modified.
+// so that they encode as [] instead of null, and whose empty omitempty lists
+// are nil, as they decode. r is not modified. The pointers of a trace branch
+// (dnat, snat, egress, deliveredTo) have no omitempty in the schema: a nil
+// one is written as null ("no SNAT"), as the schema says.
 func normalize(r *report.Report) *report.Report {
 	out := *r
 	out.Nodes = nonNil(r.Nodes)
@@ -91,6 +94,31 @@ func normalize(r *report.Report) *report.Report {
 	if len(out.Service.Endpoints) == 0 {
 		out.Service.Endpoints = nil // omitempty
 	}
+	if r.Trace != nil {
+		tr := *r.Trace
+		tr.Narrative = nonNil(tr.Narrative)
+		tr.Steps = omitEmpty(tr.Steps)
+		tr.Branches = nonNil(tr.Branches)
+		for i, b := range tr.Branches {
+			b.Steps = omitEmpty(b.Steps)
+			b.Flows = omitEmpty(b.Flows)
+			tr.Branches[i] = b
+		}
+		out.Trace = &tr
+	}
+	out.Conntrack = omitEmpty(r.Conntrack)
+	for i, c := range out.Conntrack {
+		c.Flows = nonNil(c.Flows)
+		c.ByEndpoint = nonNil(c.ByEndpoint)
+		out.Conntrack[i] = c
+	}
+	out.Addresses = omitEmpty(r.Addresses)
+	if r.DNS != nil {
+		d := *r.DNS
+		d.Names = nonNil(d.Names)
+		d.Problems = omitEmpty(d.Problems)
+		out.DNS = &d
+	}
 	return &out
 }
 
@@ -100,6 +128,15 @@ func normalizeFindings(fs []report.Finding) []report.Finding {
 		out[i].Evidence = nonNil(out[i].Evidence)
 	}
 	return out
+}
+
+// omitEmpty returns a copy of s, nil when s is empty: a list tagged
+// omitempty is left out when empty, and so decodes as nil.
+func omitEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]T(nil), s...)
 }
 
 // nonNil returns a copy of s that is never nil.

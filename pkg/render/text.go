@@ -18,17 +18,25 @@ type TextOptions struct {
 	// Color turns on ANSI colours. When false the output holds no escape
 	// sequence at all. The caller resolves --color and NO_COLOR.
 	Color bool
+	// Width is the terminal width the trace narrative is wrapped to, with a
+	// hanging indent; 0 (or a width too narrow to be useful) leaves it
+	// unwrapped. Evidence (rule lines, routes, conntrack entries, text in
+	// backquotes) is never wrapped or truncated.
+	Width int
 }
 
-// Text writes the report for people: the service and its endpoints, then for
-// each node and entry point the numbered rules a packet goes through and
-// where it ends, then the findings, worst first, and a one-line summary.
-// Rule lines are evidence and are printed whole, never truncated or wrapped.
+// Text writes the report for people: the service, its DNS names and its
+// endpoints; the traced connection (--from) with its branches and the
+// conntrack flows the node really holds; for each node and entry point the
+// numbered rules a packet goes through and where it ends; a legend of the
+// addresses; then the findings, worst first, and a one-line summary. Rule
+// lines, routes and conntrack entries are evidence and are printed whole,
+// never truncated or wrapped.
 func Text(w io.Writer, r *report.Report, opts TextOptions) error {
 	if r == nil {
 		return errNilReport
 	}
-	t := &textWriter{st: newStyles(w, opts.Color)}
+	t := &textWriter{st: newStyles(w, opts.Color), width: opts.Width}
 	t.report(r)
 	_, err := io.WriteString(w, t.b.String())
 	return err
@@ -44,8 +52,9 @@ const (
 )
 
 type textWriter struct {
-	b  strings.Builder
-	st styles
+	b     strings.Builder
+	st    styles
+	width int // wrap prose to this width; 0: no wrapping
 }
 
 // line writes one line made of already styled parts, indented.
@@ -60,19 +69,33 @@ func (t *textWriter) line(indent int, parts ...string) {
 func (t *textWriter) blank() { t.b.WriteByte('\n') }
 
 // field writes "label  value" with labels aligned.
-func (t *textWriter) field(label, value string) {
+func (t *textWriter) field(label, value string) { t.fieldAt(indentField, label, value) }
+
+// fieldAt is field at another indentation.
+func (t *textWriter) fieldAt(indent int, label, value string) {
 	if label == "" {
-		t.line(indentField+labelWidth, value)
+		t.line(indent+labelWidth, value)
 		return
 	}
-	t.line(indentField, t.st.label.Render(label), pad(label, labelWidth), value)
+	t.line(indent, t.st.label.Render(label), pad(label, labelWidth), value)
 }
 
 func (t *textWriter) report(r *report.Report) {
 	findings := allFindings(r)
 	t.service(&r.Service, r.Source)
+	if r.DNS != nil {
+		t.dns(r.DNS)
+	}
 	if r.Service.ExternalName == "" || len(r.Service.Endpoints) > 0 {
 		t.endpoints(r.Service.Endpoints)
+	}
+	if r.Trace != nil {
+		t.blank()
+		t.trace(r.Trace, traceConntrack(r))
+	}
+	for i := range r.Conntrack {
+		t.blank()
+		t.conntrack(&r.Conntrack[i])
 	}
 	nodes := append([]report.Node(nil), r.Nodes...)
 	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
@@ -84,6 +107,7 @@ func (t *textWriter) report(r *report.Report) {
 		t.blank()
 		t.line(0, t.st.warn.Render("No node was analysed."))
 	}
+	t.addresses(r.Addresses)
 	t.findings(findings)
 	t.blank()
 	t.summary(findings, len(nodes))
@@ -311,30 +335,7 @@ func (t *textWriter) port(p *report.Port) {
 
 func (t *textWriter) entry(e *report.Entry) {
 	t.line(indentEntry, t.st.subhead.Render(e.Kind+" "), t.st.addr.Render(hostPort(e.IP, e.Port)))
-	// The steps are numbered from 1; the number column is as wide as the
-	// biggest number, and a step's body lines up under its header.
-	numWidth := len(strconv.Itoa(len(e.Steps)))
-	for i, s := range e.Steps {
-		num := fmt.Sprintf("%*d.", numWidth, i+1)
-		head := []string{t.st.num.Render(num), " ", t.st.chain.Render(tableChain(s.Table, s.Chain))}
-		if s.Action != "" {
-			head = append(head, t.st.label.Render(" · "+s.Action))
-		}
-		if s.Probability > 0 && !isOne(s.Probability) {
-			head = append(head, t.st.label.Render(" · "), t.st.pct.Render(percent(s.Probability)))
-		}
-		if s.Line > 0 {
-			head = append(head, t.st.label.Render(fmt.Sprintf(" · line %d", s.Line)))
-		}
-		t.line(indentStep, head...)
-		body := indentStep + len(num) + 1
-		for _, l := range splitLines(s.Rule) {
-			t.line(body, t.st.rule.Render(l))
-		}
-		for _, l := range splitLines(s.Explanation) {
-			t.line(body, l)
-		}
-	}
+	t.steps(e.Steps, indentStep, 1)
 	if len(e.Steps) == 0 {
 		t.line(indentStep, t.st.label.Render("no rule on the path"))
 	}
@@ -345,6 +346,34 @@ func (t *textWriter) entry(e *report.Entry) {
 	}
 	t.masquerade(e.Masquerade)
 	t.expected(e)
+}
+
+// steps writes rule steps numbered from first: the number column is as wide
+// as the biggest number, and a step's body (the rule line, verbatim, then its
+// explanation) lines up under its header.
+func (t *textWriter) steps(steps []report.Step, indent, first int) {
+	numWidth := len(strconv.Itoa(first + len(steps) - 1))
+	for i, s := range steps {
+		num := fmt.Sprintf("%*d.", numWidth, first+i)
+		head := []string{t.st.num.Render(num), " ", t.st.chain.Render(tableChain(s.Table, s.Chain))}
+		if s.Action != "" {
+			head = append(head, t.st.label.Render(" · "+s.Action))
+		}
+		if s.Probability > 0 && !isOne(s.Probability) {
+			head = append(head, t.st.label.Render(" · "), t.st.pct.Render(percent(s.Probability)))
+		}
+		if s.Line > 0 {
+			head = append(head, t.st.label.Render(fmt.Sprintf(" · line %d", s.Line)))
+		}
+		t.line(indent, head...)
+		body := indent + len(num) + 1
+		for _, l := range splitLines(s.Rule) {
+			t.line(body, t.st.rule.Render(l))
+		}
+		for _, l := range splitLines(s.Explanation) {
+			t.line(body, l)
+		}
+	}
 }
 
 // targets writes where new connections end: one line per DNAT target, then

@@ -26,6 +26,13 @@ const (
 	NodeDataMissing          = "NODE-DATA-MISSING"
 	SessionAffinityClientIP  = "SESSION-AFFINITY-CLIENTIP"
 	TerminatingEndpointsOnly = "TERMINATING-ENDPOINTS-ONLY"
+	RouteMissing             = "ROUTE-MISSING"
+	HairpinModeOff           = "HAIRPIN-MODE-OFF"
+	FlowUnreplied            = "FLOW-UNREPLIED"
+	SNATUnexpected           = "SNAT-UNEXPECTED"
+	ConntrackStaleEndpoint   = "CONNTRACK-STALE-ENDPOINT"
+	DNSPathBroken            = "DNS-PATH-BROKEN"
+	PodNotOnInterface        = "POD-INTERFACE-MISSING"
 )
 
 // Catalog gives each finding ID its severity and a one-line title. The
@@ -57,4 +64,11 @@ var Catalog = map[string]struct {
 	NodeDataMissing:          {SeverityWarning, "the snapshot has no usable rule dump for the node"},
 	SessionAffinityClientIP:  {SeverityInfo, "sessionAffinity ClientIP pins each client to one endpoint"},
 	TerminatingEndpointsOnly: {SeverityWarning, "only terminating endpoints remain; they serve as a fallback"},
+	RouteMissing:             {SeverityError, "an endpoint is unreachable or blackholed by the node's routes"},
+	HairpinModeOff:           {SeverityWarning, "a backend cannot reach itself through its service: bridge port hairpin mode is off"},
+	FlowUnreplied:            {SeverityError, "connections to an endpoint get no answer"},
+	SNATUnexpected:           {SeverityWarning, "a flow was source-NATed where the rules say it should not be"},
+	ConntrackStaleEndpoint:   {SeverityWarning, "conntrack still sends a flow to a removed endpoint"},
+	DNSPathBroken:            {SeverityError, "the cluster DNS service has problems on this node"},
+	PodNotOnInterface:        {SeverityWarning, "a pod address has no interface on its node"},
 }

@@ -24,6 +24,16 @@ type Report struct {
 	Findings []Finding `json:"findings"`
 	// Source says where the data came from (snapshot directory or live).
 	Source string `json:"source,omitempty"`
+	// Trace follows a connection from the --from source; without --from,
+	// the view of a typical pod is in nodes[].ports[].entries[].
+	Trace *Trace `json:"trace,omitempty"`
+	// Conntrack is what the traced node's conntrack table saw (with
+	// --from), or the first node's.
+	Conntrack []Conntrack `json:"conntrack,omitempty"`
+	// Addresses labels every address the report mentions.
+	Addresses []AddressLabel `json:"addresses,omitempty"`
+	// DNS names the service and checks the cluster DNS path.
+	DNS *DNS `json:"dns,omitempty"`
 }
 
 // Service describes the Service as the API server has it.

@@ -210,6 +210,11 @@ func (f *FIB) Lookup(dst netip.Addr, opts Options) (*Result, error) {
 		}
 	}
 	lo := f.loopbackName()
+	if fl.input && f.links != nil {
+		if _, ok := f.links.ByName(fl.iif); !ok {
+			return nil, &LookupError{Dst: dst, Err: ErrInvalid, Reason: "no input device " + string(fl.iif)}
+		}
+	}
 	if !fl.input {
 		fl.iif = lo
 		if src.IsValid() {

@@ -26,7 +26,7 @@ func decodeArray(data []byte) ([]object, error) {
 	if err := json.Unmarshal(data, &raws); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	out := make([]object, 0, len(raws))
+	out := make([]object, 0, len(raws)) // non-nil: the input was an array
 	for i, raw := range raws {
 		raw = bytes.TrimSpace(raw)
 		if len(raw) == 0 || raw[0] != '{' {

@@ -310,7 +310,10 @@ func routeFromObject(o object, fam netdev.Family) (Route, error) {
 	if v, ok := o.str("family"); ok && (v == string(netdev.FamilyInet) || v == string(netdev.FamilyInet6)) && fam == "" {
 		r.Family = netdev.Family(v)
 	}
-	dst, _ := o.str("dst")
+	dst, ok := o.str("dst")
+	if !ok {
+		return r, fmt.Errorf("no dst: %w", ErrMalformed)
+	}
 	dst = strings.TrimSpace(dst)
 	if r.Family == "" {
 		r.Family = guessFamily(o, dst, r)

@@ -222,7 +222,7 @@ func TestParseRoutes(t *testing.T) {
 func TestParseMalformed(t *testing.T) {
 	for _, in := range []string{
 		`{`, `{"dst":"x"}`, `[1,2]`, `["a"]`, `[{"dst":"10.0.0.0/33"}]`, `[{"dst":"nonsense"}]`,
-		`[{"dst":"default","gateway":"1.2.3"}]`, `[{"dst":"default","prefsrc":"x"}]`, `[{"dst":"1.2.3.4","scope":"galactic"}]`,
+		`[{"dst":"default","gateway":"1.2.3"}]`, `[{"dev":"eth0"}]`, `[{"dst":"default","prefsrc":"x"}]`, `[{"dst":"1.2.3.4","scope":"galactic"}]`,
 	} {
 		if _, err := ParseRoutes([]byte(in)); !errors.Is(err, ErrMalformed) && !errors.Is(err, netdev.ErrMalformed) {
 			t.Errorf("ParseRoutes(%s) = %v, want ErrMalformed", in, err)
@@ -307,6 +307,13 @@ func TestRulesNilVersusEmpty(t *testing.T) {
 	if err != nil || res.Rule == nil || res.Rule.Priority != 32766 {
 		t.Errorf("default rules: %+v, %v", res, err)
 	}
+	// An empty file is "not collected" too; "[]" is "no rules".
+	if rules, err := ParseRules(nil); err != nil || rules != nil {
+		t.Errorf("ParseRules(nil) = %#v, %v; want nil", rules, err)
+	}
+	if rules, err := ParseRules([]byte("[]")); err != nil || rules == nil || len(rules) != 0 {
+		t.Errorf("ParseRules([]) = %#v, %v; want empty", rules, err)
+	}
 	// Empty: the namespace has no rules, nothing routes.
 	_, err = NewFIB(Config{Routes: routes, Rules: []Rule{}}).Lookup(mustAddr("1.1.1.1"), Options{})
 	if !errors.Is(err, ErrNoRoute) {
@@ -323,6 +330,13 @@ func TestRulesNilVersusEmpty(t *testing.T) {
 	}
 	if _, err := NewFIB(Config{Routes: routes}).Lookup(mustAddr("1.1.1.1"), Options{IIF: "eth0", Src: mustAddr("10.0.0.9"), NoForwarding: true}); !errors.Is(err, ErrHostUnreachable) {
 		t.Errorf("input with forwarding off: %v", err)
+	}
+	links, err := netdev.Parse(nil, []byte(`[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"]},{"ifindex":2,"ifname":"eth0"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewFIB(Config{Routes: routes, Links: links}).Lookup(mustAddr("1.1.1.1"), Options{IIF: "eth9", Src: mustAddr("10.0.0.9")}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unknown input device: %v", err)
 	}
 	if _, err := NewFIB(Config{Routes: routes}).Lookup(netip.Addr{}, Options{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("zero destination: %v", err)

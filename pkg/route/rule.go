@@ -172,12 +172,16 @@ func prefixString(p netip.Prefix) string {
 }
 
 // ParseRules parses `ip -j rule` or `ip -j -6 rule`. Unknown keys are
-// ignored. A non-nil empty result (the dump was "[]") means the namespace has
-// no rules at all, which is different from "not collected" (nil).
+// ignored. Empty input (a file that was not collected) gives nil, which
+// Config.Rules takes as "assume the default rules"; a dump of "[]" gives a
+// non-nil empty slice: the namespace has no rules at all.
 func ParseRules(data []byte) ([]Rule, error) {
 	objs, err := decodeArray(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse ip rule: %w", err)
+	}
+	if objs == nil {
+		return nil, nil // no input: not collected
 	}
 	out := make([]Rule, 0, len(objs))
 	for i, o := range objs {

@@ -39,6 +39,7 @@ var nodeFiles = []nodeFile{
 	{FileSysctl, func(n *Node) *[]byte { return &n.Sysctl }},
 	{FileNFTRuleset, func(n *Node) *[]byte { return &n.NFTRuleset }},
 	{FileIPSet, func(n *Node) *[]byte { return &n.IPSet }},
+	{FilePodInterfaces, func(n *Node) *[]byte { return &n.PodInterfaces }},
 }
 
 // objectsHint is the command that makes objects.yaml.

@@ -25,7 +25,12 @@ const (
 	FileSysctl        = "sysctl"           // sysctl -a
 	FileNFTRuleset    = "nft-list-ruleset" // nft list ruleset
 	FileIPSet         = "ipset"            // ipset save
-	FileMeta          = "meta.json"        // written by the live probe
+	// FilePodInterfaces is JSON, one object per pod network namespace of
+	// the node: [{"ip": "10.244.1.10", "ifindex": 2, "iflink": 7}], where
+	// ifindex and iflink are /sys/class/net/eth0/{ifindex,iflink} inside
+	// the pod (iflink is the ifindex of the pod's host-side veth).
+	FilePodInterfaces = "pod-interfaces"
+	FileMeta          = "meta.json" // written by the live probe
 )
 
 // Snapshot is a loaded snapshot directory.
@@ -65,7 +70,9 @@ type Node struct {
 	// iptables rules match with -m set (Calico's cali40* sets, kube-proxy's
 	// IPVS-mode KUBE-* sets).
 	IPSet []byte
-	Meta  *Meta
+	// PodInterfaces is the pod-interfaces file (see FilePodInterfaces).
+	PodInterfaces []byte
+	Meta          *Meta
 }
 
 // Meta is nodes/<node>/meta.json: how the node data was collected.
