@@ -404,19 +404,66 @@ func (e *ktEnv) dialAllOK(ns, who string, count int) {
 	}
 }
 
-// capture reads the node's state, the way the live probe collects it.
+// capture reads the node's state, the way the live probe collects it:
+// the command outputs of the node namespace, and the pod-interfaces file
+// (each pod's eth0 ifindex and iflink, read inside the pod).
 func (e *ktEnv) capture() *snapshot.Node {
 	e.t.Helper()
 	get := func(args ...string) []byte { return []byte(e.exec(e.node, args...)) }
 	return &snapshot.Node{
-		Name:         "node1",
-		IPTablesSave: get("iptables-save"),
-		IPRoute:      get("ip", "-j", "route", "show", "table", "all"),
-		IPRule:       get("ip", "-j", "rule"),
-		IPLink:       get("ip", "-j", "-d", "link"),
-		IPAddr:       get("ip", "-j", "addr"),
-		Conntrack:    get("conntrack", "-L"),
+		Name:          "node1",
+		IPTablesSave:  get("iptables-save"),
+		IPRoute:       get("ip", "-j", "route", "show", "table", "all"),
+		IPRule:        get("ip", "-j", "rule"),
+		IPLink:        get("ip", "-j", "-d", "link"),
+		IPAddr:        get("ip", "-j", "addr"),
+		Conntrack:     get("conntrack", "-L"),
+		PodInterfaces: e.podInterfaces(),
 	}
+}
+
+// podInterfaces is the pod-interfaces file of the node: for every pod
+// namespace, its eth0 address and /sys/class/net/eth0/{ifindex,iflink}.
+func (e *ktEnv) podInterfaces() []byte {
+	e.t.Helper()
+	type podIf struct {
+		IP      string `json:"ip"`
+		IfIndex int    `json:"ifindex"`
+		IfLink  int    `json:"iflink"`
+	}
+	var out []podIf
+	for _, ns := range []string{e.pa, e.pb, e.pc} {
+		var addrs []struct {
+			AddrInfo []struct {
+				Local string `json:"local"`
+			} `json:"addr_info"`
+		}
+		if err := json.Unmarshal([]byte(e.ip(ns, "-j", "-4", "addr", "show", "dev", "eth0")), &addrs); err != nil || len(addrs) != 1 || len(addrs[0].AddrInfo) != 1 {
+			e.t.Fatalf("ip -j -4 addr show dev eth0 in %s: %v %+v", ns, err, addrs)
+		}
+		pi := podIf{IP: addrs[0].AddrInfo[0].Local}
+		for name, dst := range map[string]*int{"ifindex": &pi.IfIndex, "iflink": &pi.IfLink} {
+			v, err := strconv.Atoi(strings.TrimSpace(e.exec(ns, "cat", "/sys/class/net/eth0/"+name)))
+			if err != nil {
+				e.t.Fatalf("%s eth0 %s: %v", ns, name, err)
+			}
+			*dst = v
+		}
+		out = append(out, pi)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// withoutPodInterfaces is the same node data without the pod-interfaces
+// file: only what ip, iptables-save and conntrack show on the node.
+func withoutPodInterfaces(objs snapshot.Objects, n *snapshot.Node) *snapshot.Snapshot {
+	c := *n
+	c.PodInterfaces = nil
+	return &snapshot.Snapshot{Objects: objs, Nodes: []*snapshot.Node{&c}}
 }
 
 // kFlow is one conntrack entry as the kernel printed it, read here
@@ -565,6 +612,21 @@ func (e *ktEnv) hostVeth(podNS string) (name, master string) {
 	return "", ""
 }
 
+// routeGet is the kernel's route lookup in the node namespace (`ip -j
+// route get ARGS`): the egress device and the preferred source.
+func (e *ktEnv) routeGet(args ...string) (dev, src string) {
+	e.t.Helper()
+	var res []struct {
+		Dev     string `json:"dev"`
+		PrefSrc string `json:"prefsrc"`
+	}
+	out := e.ip(e.node, append([]string{"-j", "route", "get"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
+		e.t.Fatalf("ip -j route get %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return res[0].Dev, res[0].PrefSrc
+}
+
 // hairpinMode reads the bridge port's hairpin flag from sysfs.
 func (e *ktEnv) hairpinMode(port string) bool {
 	e.t.Helper()
@@ -624,6 +686,17 @@ func ktBranch(tr *report.Trace, ep string) *report.Branch {
 		}
 	}
 	return nil
+}
+
+// hairpinFor tells whether a HAIRPIN-MODE-OFF finding names the pod as
+// the one whose bridge port has hairpin off.
+func hairpinFor(rep *report.Report, pod, ip string) bool {
+	for _, f := range findings(rep, report.HairpinModeOff) {
+		if f.Node == "node1" && strings.Contains(f.Message, "pod "+pod+" ("+ip+")") {
+			return true
+		}
+	}
+	return false
 }
 
 // traceSummary is one line per branch of a trace.
@@ -705,6 +778,12 @@ func checkConntrack(t *testing.T, phase string, rep *report.Report, kernel []kFl
 		if rep.Conntrack[i].Node == "node1" {
 			ct = &rep.Conntrack[i]
 		}
+	}
+	if ct == nil && len(kernel) == 0 {
+		if got := findings(rep, report.FlowUnreplied); len(got) > 0 {
+			t.Errorf("%s: the kernel has no flow to %s, yet FLOW-UNREPLIED: %+v", phase, ktService, got)
+		}
+		return
 	}
 	if ct == nil {
 		t.Errorf("%s: the report has no conntrack section for node1; the kernel has %d entries to %s", phase, len(kernel), ktService)
@@ -834,9 +913,13 @@ func TestKernelTraceMatchesKernel(t *testing.T) {
 
 	// Where the client's SYNs enter netfilter (counted, then removed so
 	// that the captured rules are kube-proxy's alone).
-	probes := e.ingressProbes(clientVeth)
-	for _, p := range probes {
-		e.exec(e.node, append([]string{"iptables", "-t", "mangle", "-A", "PREROUTING"}, p...)...)
+	var probes [][]string
+	for _, p := range e.ingressProbes(clientVeth) {
+		if _, err := ktRun(nil, "ip", append([]string{"netns", "exec", e.node, "iptables", "-t", "mangle", "-A", "PREROUTING"}, p...)...); err != nil {
+			t.Logf("ingress probe not loaded (left out): %v", err)
+			continue
+		}
+		probes = append(probes, p)
 	}
 
 	// Traffic. The client until both backends were chosen at least once.
@@ -930,8 +1013,10 @@ func TestKernelTraceMatchesKernel(t *testing.T) {
 					t.Errorf("kernel: client flow to %s was SNATed to %s: %s", w.ep, f.snat(), f.raw)
 				}
 			}
-			if b.Egress == nil || b.Egress.Interface != "kbr0" {
-				t.Errorf("branch %s: egress %+v, want interface kbr0 (ip route get %s from %s iif %s: dev kbr0)", w.ep, b.Egress, w.ep, ktClient, clientVeth)
+			dst, _, _ := strings.Cut(w.ep, ":")
+			kdev, _ := e.routeGet(dst, "from", ktClient, "iif", "kbr0")
+			if b.Egress == nil || b.Egress.Interface != kdev || kdev != "kbr0" {
+				t.Errorf("branch %s: tool's egress %+v; the kernel's `ip route get %s from %s iif kbr0` says dev %s", w.ep, b.Egress, dst, ktClient, kdev)
 			}
 			d := b.DeliveredTo
 			switch {
@@ -1026,21 +1111,45 @@ func TestKernelTraceMatchesKernel(t *testing.T) {
 		checkConntrack(t, "healthy (from web-a)", rep, kernel)
 
 		// Hairpin mode: off on web-b's port, on on web-a's.
-		var forB, forA bool
+		if !hairpinFor(rep, "web-b", ktWebB) {
+			t.Errorf("HAIRPIN-MODE-OFF missing for web-b: the kernel's %s (web-b's bridge port) has hairpin_mode 0, kbr0 is not promiscuous; findings: %+v", vethB, findings(rep, report.HairpinModeOff))
+		}
+		if hairpinFor(rep, "web-a", ktWebA) {
+			t.Errorf("HAIRPIN-MODE-OFF for web-a, whose port %s has hairpin_mode 1: %+v", vethA, findings(rep, report.HairpinModeOff))
+		}
+	})
+
+	// The same node data without the pod-interfaces file: the bridge
+	// port of a pod cannot be known, so the tool may not name one, and
+	// what it says of hairpin mode must fit the kernel's ports.
+	t.Run("without pod-interfaces", func(t *testing.T) {
+		bare := withoutPodInterfaces(objs, node)
+		rep := ktAnalyze(t, bare, "pod/client")
+		for _, b := range rep.Trace.Branches {
+			if d := b.DeliveredTo; d != nil && d.Interface != "" {
+				want := map[string]string{"web-a": vethA, "web-b": vethB}[d.Pod]
+				if d.Interface != want {
+					t.Errorf("delivery to %s: tool names interface %q, the kernel's port is %s", d.Pod, d.Interface, want)
+				}
+			}
+		}
+		if iface := rep.Trace.Source.Interface; iface != "" && iface != clientVeth && iface != "kbr0" {
+			t.Errorf("source interface %q is neither the client's port %s nor its bridge", iface, clientVeth)
+		}
 		for _, f := range findings(rep, report.HairpinModeOff) {
-			if strings.Contains(f.Message, "web-b") || strings.Contains(f.Message, vethB) {
-				forB = true
+			text := f.Message + " " + strings.Join(f.Evidence, " ")
+			if strings.Contains(text, vethA) {
+				t.Errorf("HAIRPIN-MODE-OFF names %s, whose hairpin_mode is 1: %s", vethA, f.Message)
 			}
-			if strings.Contains(f.Message, "web-a") || strings.Contains(f.Message, vethA) {
-				forA = true
+			if !strings.Contains(text, vethB) {
+				t.Errorf("HAIRPIN-MODE-OFF does not name %s, web-b's port with hairpin off: %s", vethB, f.Message)
 			}
 		}
-		if !forB {
-			t.Errorf("HAIRPIN-MODE-OFF missing for web-b: the kernel's %s has hairpin_mode 0 (bridge kbr0 not promiscuous); findings: %+v", vethB, findings(rep, report.HairpinModeOff))
+		if len(findings(rep, report.HairpinModeOff)) == 0 {
+			t.Errorf("no HAIRPIN-MODE-OFF at all, although %s and %s (pod ports of kbr0) have hairpin off", vethB, clientVeth)
 		}
-		if forA {
-			t.Errorf("HAIRPIN-MODE-OFF for web-a, whose port %s has hairpin on", vethA)
-		}
+		checkConntrack(t, "healthy (no pod-interfaces)", rep, kernel)
+		logFindings(t, "healthy capture without pod-interfaces", rep)
 	})
 
 	t.Run("from the node", func(t *testing.T) {
@@ -1049,7 +1158,15 @@ func TestKernelTraceMatchesKernel(t *testing.T) {
 		if tr.Hook != "OUTPUT" {
 			t.Errorf("hook: tool %q; a process of the node sends through OUTPUT", tr.Hook)
 		}
+		if _, ksrc := e.routeGet(ktClusterIP); tr.Source.IP != ksrc || ksrc != ktNodeIP {
+			t.Errorf("node source: tool %q; the kernel's `ip route get %s` picks src %s", tr.Source.IP, ktClusterIP, ksrc)
+		}
 		nodeFlows := from(kernel, tr.Source.IP)
+		for _, f := range kernel {
+			if f.oSrc != ktClient && f.oSrc != ktWebA && f.oSrc != ktWebB && f.oSrc != tr.Source.IP {
+				t.Errorf("tool says the node connects from %s; the kernel's flow from the node came from %s: %s", tr.Source.IP, f.oSrc, f.raw)
+			}
+		}
 		if len(nodeFlows) == 0 {
 			var srcs []string
 			for _, f := range kernel {
@@ -1081,8 +1198,13 @@ func TestKernelTraceMatchesKernel(t *testing.T) {
 			case b.SNAT.By != "kube-proxy" || b.SNAT.IP != kernelSNAT:
 				t.Errorf("node -> %s: tool predicts SNAT to %q by %s, the kernel used %q (reply dst)", ep, b.SNAT.IP, b.SNAT.By, kernelSNAT)
 			}
-			if b.Egress == nil || b.Egress.Interface != "kbr0" {
-				t.Errorf("node -> %s: egress %+v, want kbr0", ep, b.Egress)
+			dst, _, _ := strings.Cut(ep, ":")
+			kdev, ksrc := e.routeGet(dst)
+			if b.Egress == nil || b.Egress.Interface != kdev || kdev != "kbr0" {
+				t.Errorf("node -> %s: tool's egress %+v; the kernel's `ip route get %s` says dev %s", ep, b.Egress, dst, kdev)
+			}
+			if kernelSNAT != ksrc {
+				t.Logf("kernel: MASQUERADE picked %s, the route to %s has src %s", kernelSNAT, dst, ksrc)
 			}
 			total += checkBranchFlows(t, "node", b, tr.Source.IP, ep, kernel)
 		}
@@ -1135,11 +1257,7 @@ func TestKernelTraceMatchesKernel(t *testing.T) {
 	t.Run("web-b hairpin off", func(t *testing.T) {
 		rep := ktAnalyze(t, &snapshot.Snapshot{Objects: objs, Nodes: []*snapshot.Node{hp}}, "pod/web-b")
 		checkConntrack(t, "web-b hairpin", rep, khp)
-		var forB bool
-		for _, f := range findings(rep, report.HairpinModeOff) {
-			forB = forB || strings.Contains(f.Message, "web-b") || strings.Contains(f.Message, vethB)
-		}
-		if !forB {
+		if !hairpinFor(rep, "web-b", ktWebB) {
 			t.Errorf("HAIRPIN-MODE-OFF missing for web-b: %d of %d of its connections to its own service failed in the kernel (port %s hairpin_mode 0, bridge-nf-call-iptables=%t), and conntrack kept %d entries of them",
 				selfFails, attempts, vethB, e.bridgeNF, kself)
 		}

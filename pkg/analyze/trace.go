@@ -57,7 +57,7 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	say := func(format string, args ...any) { narr = append(narr, fmt.Sprintf(format, args...)) }
 
 	src := source{addr: rs.IP, hook: iptables.HookPrerouting}
-	inIface := ""
+	inIface, hostIface, bridge := "", "", ""
 	switch rs.Kind {
 	case SourcePod:
 		src.desc = fmt.Sprintf("pod %s/%s (%s)", rs.Namespace, rs.Name, rs.IP)
@@ -67,14 +67,17 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 			// Behind a bridge the IP layer sees the packet arrive on the
 			// bridge device itself (the veth is a bridge port).
 			inIface = string(pl.Bridge.Name)
+			bridge, hostIface = inIface, inIface
 			veth := "a port"
 			if pl.Host != nil {
 				veth = "port " + string(pl.Host.Name)
+				hostIface = string(pl.Host.Name)
 			}
 			say("The packet leaves pod %s/%s (%s) by its eth0, a veth whose host end is %s of bridge %s on %s; the IP layer sees it arrive on %s.",
 				rs.Namespace, rs.Name, rs.IP, veth, pl.Bridge.Name, na.st.Name, inIface)
 		case ok && pl.Host != nil:
 			inIface = string(pl.Host.Name)
+			hostIface = inIface
 			say("The packet leaves pod %s/%s (%s) by its eth0, a veth, and appears on %s as its host end %s.",
 				rs.Namespace, rs.Name, rs.IP, na.st.Name, inIface)
 		default:
@@ -98,7 +101,11 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 		say("A client outside the cluster (%s) sends the packet to %s; it arrives on %s%s.", rs.IP, entry, na.st.Name, ifNote(inIface))
 	}
 	tr.Source.IP = rs.IP.String()
-	tr.Source.Interface = inIface
+	tr.Source.Interface = hostIface
+	tr.Source.Bridge = bridge
+	if rs.Kind == SourceIP {
+		tr.Source.Interface = inIface
+	}
 	tr.Hook = string(src.hook)
 	say("Conntrack sees the first packet of a new connection; nat %s is evaluated (conntrack remembers every NAT decision for the whole connection).", src.hook)
 
@@ -113,7 +120,10 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	for _, s := range shared {
 		step := na.reportStep(s, trace.Outcomes[0], ds, *port)
 		tr.Steps = append(tr.Steps, step)
-		say("%s — %s %s: `%s`", step.Explanation, s.Table, s.Chain, step.Rule)
+		if s.Action == "jump" && !strings.HasPrefix(ruleTarget(s.Rule), "KUBE-") {
+			continue // another tool's chain that changed nothing: evidence only
+		}
+		say("%s (%s %s: `%s`).", capitalize(step.Explanation), s.Table, s.Chain, step.Rule)
 	}
 	if len(trace.Outcomes) > 1 {
 		say("The connection then takes one of %d branches:", len(trace.Outcomes))
@@ -322,8 +332,17 @@ func (na *nodeAnalysis) egress(r *route.Result) *report.Egress {
 		switch k {
 		case netdev.KindIPIP, netdev.KindVXLAN, netdev.KindGeneve, netdev.KindWireGuard, netdev.KindTunnel:
 			e.Tunnel = string(k)
-			if e.Node == "" && l.Tunnel != nil && l.Tunnel.Remote.IsValid() {
-				e.Node = na.c.NodeOfAddr(l.Tunnel.Remote)
+			far := r.Gateway
+			if l.Tunnel != nil && l.Tunnel.Remote.IsValid() {
+				far = l.Tunnel.Remote
+				if e.Node == "" {
+					e.Node = na.c.NodeOfAddr(far)
+				}
+			}
+			if far.IsValid() {
+				if u, err := na.st.FIB.Lookup(far, route.Options{}); err == nil && u.Dev != r.Dev {
+					e.Underlay = routeText(u)
+				}
 			}
 		}
 	}
@@ -405,6 +424,9 @@ func (na *nodeAnalysis) branchSentence(i, n int, b report.Branch, src source) st
 			if e.Node != "" {
 				fmt.Fprintf(&sb, " to %s (%s)", e.Node, e.Gateway)
 			}
+			if e.Underlay != "" {
+				fmt.Fprintf(&sb, "; the encapsulated outer packet leaves by `%s`", e.Underlay)
+			}
 			sb.WriteString(". ")
 		case e.Gateway != "":
 			fmt.Fprintf(&sb, "The route `%s` sends it out by %s to the gateway %s", e.Route, e.Interface, e.Gateway)
@@ -456,4 +478,11 @@ func chainsNote(ns, name string, p cluster.Port) string {
 		out = append(out, kubeproxy.ServiceChains(spn, string(p.Protocol)).SVC)
 	}
 	return strings.Join(out, " or ")
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

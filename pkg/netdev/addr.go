@@ -68,10 +68,10 @@ var addrBoolFlags = []string{
 
 func addrFromObject(o object) (Addr, error) {
 	var a Addr
-	if v, ok := o.str("family"); ok {
+	if v, ok := o.Str("family"); ok {
 		a.Family = Family(v)
 	}
-	if v, ok := o.str("local"); ok {
+	if v, ok := o.Str("local"); ok {
 		ip, err := netip.ParseAddr(v)
 		if err != nil {
 			return a, fmt.Errorf("local %q: %w: %w", v, ErrMalformed, err)
@@ -84,29 +84,29 @@ func addrFromObject(o object) (Addr, error) {
 			a.Family = FamilyInet6
 		}
 	}
-	if v, ok := o.int("prefixlen"); ok {
+	if v, ok := o.Int("prefixlen"); ok {
 		a.PrefixLen = int(v)
 	} else if a.Local.IsValid() {
 		a.PrefixLen = a.Local.BitLen()
 	}
-	if v, ok := o.str("address"); ok {
+	if v, ok := o.Str("address"); ok {
 		if ip, err := netip.ParseAddr(v); err == nil {
 			a.Peer = ip.Unmap()
 		}
 	}
-	if v, ok := o.str("broadcast"); ok {
+	if v, ok := o.Str("broadcast"); ok {
 		if ip, err := netip.ParseAddr(v); err == nil {
 			a.Broadcast = ip
 		}
 	}
-	if v, ok := o.str("scope"); ok {
+	if v, ok := o.Str("scope"); ok {
 		if s, err := ParseScope(v); err == nil {
 			a.Scope = s
 		}
 	}
-	a.Label, _ = o.str("label")
+	a.Label, _ = o.Str("label")
 	for _, f := range addrBoolFlags {
-		if v, ok := o.bool(f); ok && v {
+		if v, ok := o.Bool(f); ok && v {
 			a.Flags = append(a.Flags, f)
 		}
 	}

@@ -1,12 +1,16 @@
 package netdev
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/svcpath/kubectl-svcpath/pkg/internal/iprjson"
+)
 
 // Sentinel errors of the package. Test them with errors.Is.
 var (
 	// ErrMalformed means the input is not the JSON iproute2 prints: a syntax
 	// error, or a document that is not an array of objects.
-	ErrMalformed = errors.New("malformed iproute2 JSON")
+	ErrMalformed = iprjson.ErrMalformed
 	// ErrNotFound means no interface (or no pod interface) matched.
 	ErrNotFound = errors.New("not found")
 	// ErrAmbiguous means several interfaces matched where one was expected.

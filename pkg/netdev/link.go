@@ -180,62 +180,62 @@ func ParseLinks(data []byte) ([]*Link, error) {
 }
 
 func linkFromObject(o object) (*Link, error) {
-	l := &Link{LinkNetnsID: NoNetnsID, Raw: o.raw()}
-	if v, ok := o.int("ifindex"); ok {
+	l := &Link{LinkNetnsID: NoNetnsID, Raw: o.Raw()}
+	if v, ok := o.Int("ifindex"); ok {
 		l.Index = Index(v)
 	}
-	if v, ok := o.str("ifname"); ok {
+	if v, ok := o.Str("ifname"); ok {
 		l.Name = Name(v)
 	}
-	l.Flags = o.strs("flags")
-	if v, ok := o.int("mtu"); ok {
+	l.Flags = o.Strs("flags")
+	if v, ok := o.Int("mtu"); ok {
 		l.MTU = int(v)
 	}
-	if v, ok := o.str("operstate"); ok {
+	if v, ok := o.Str("operstate"); ok {
 		l.OperState = OperState(v)
 	}
-	if v, ok := o.str("link_type"); ok {
+	if v, ok := o.Str("link_type"); ok {
 		l.LinkType = v
 	}
-	if v, ok := o.str("address"); ok {
+	if v, ok := o.Str("address"); ok {
 		l.Address = v
 	}
-	if v, ok := o.str("master"); ok {
+	if v, ok := o.Str("master"); ok {
 		l.Master = Name(v)
 	}
-	if v, ok := o.str("link"); ok {
+	if v, ok := o.Str("link"); ok {
 		l.LinkName = Name(v)
 	}
-	if v, ok := o.int("link_index"); ok {
+	if v, ok := o.Int("link_index"); ok {
 		l.LinkIndex = Index(v)
 	}
-	if v, ok := o.int("link_netnsid"); ok {
+	if v, ok := o.Int("link_netnsid"); ok {
 		l.LinkNetnsID = int(v)
 	}
-	if li, ok := o.obj("linkinfo"); ok {
-		if v, ok := li.str("info_kind"); ok {
+	if li, ok := o.Obj("linkinfo"); ok {
+		if v, ok := li.Str("info_kind"); ok {
 			l.Driver = Driver(v)
 		}
-		if v, ok := li.str("info_slave_kind"); ok {
+		if v, ok := li.Str("info_slave_kind"); ok {
 			l.SlaveKind = Driver(v)
 		}
-		data, hasData := li.obj("info_data")
+		data, hasData := li.Obj("info_data")
 		if hasData {
-			l.InfoData = data.raw()
+			l.InfoData = data.Raw()
 		}
 		if l.Driver == DriverBridge {
 			l.Bridge = bridgeInfo(data)
 		}
 		if l.SlaveKind == DriverBridge {
-			sd, _ := li.obj("info_slave_data")
+			sd, _ := li.Obj("info_slave_data")
 			l.Port = bridgePort(sd)
 		}
 		l.Tunnel = tunnelInfo(l.Driver, data)
 		if l.Driver == DriverVRF && data != nil {
-			l.VRFTable, _ = data.str("table")
+			l.VRFTable, _ = data.Str("table")
 		}
 	}
-	for i, ao := range o.objs("addr_info") {
+	for i, ao := range o.Objs("addr_info") {
 		a, err := addrFromObject(ao)
 		if err != nil {
 			return nil, fmt.Errorf("address %d of %s: %w", i, l.Name, err)
@@ -252,11 +252,11 @@ func bridgeInfo(d object) *BridgeInfo {
 	if d == nil {
 		return b
 	}
-	b.VLANFiltering, _ = d.bool("vlan_filtering")
-	if v, ok := d.int("stp_state"); ok {
+	b.VLANFiltering, _ = d.Bool("vlan_filtering")
+	if v, ok := d.Int("stp_state"); ok {
 		b.STPState = int(v)
 	}
-	b.NFCallIPTables, _ = d.bool("nf_call_iptables")
+	b.NFCallIPTables, _ = d.Bool("nf_call_iptables")
 	return b
 }
 
@@ -265,11 +265,11 @@ func bridgePort(d object) *BridgePort {
 	if d == nil {
 		return p
 	}
-	p.State, _ = d.str("state")
-	p.Hairpin, p.HairpinKnown = d.bool("hairpin")
-	p.Learning, _ = d.bool("learning")
-	p.Flood, _ = d.bool("flood")
-	p.Isolated, _ = d.bool("isolated")
+	p.State, _ = d.Str("state")
+	p.Hairpin, p.HairpinKnown = d.Bool("hairpin")
+	p.Learning, _ = d.Bool("learning")
+	p.Flood, _ = d.Bool("flood")
+	p.Isolated, _ = d.Bool("isolated")
 	return p
 }
 
@@ -291,7 +291,7 @@ func tunnelInfo(drv Driver, d object) *Tunnel {
 	}
 	addr := func(keys ...string) netip.Addr {
 		for _, k := range keys {
-			if s, ok := d.str(k); ok {
+			if s, ok := d.Str(k); ok {
 				if a, err := netip.ParseAddr(s); err == nil {
 					return a.Unmap()
 				}
@@ -302,15 +302,15 @@ func tunnelInfo(drv Driver, d object) *Tunnel {
 	t.Local = addr("local", "local6")
 	t.Remote = addr("remote", "remote6")
 	t.Group = addr("group", "group6")
-	if v, ok := d.int("id"); ok && v >= 0 {
+	if v, ok := d.Int("id"); ok && v >= 0 {
 		t.ID = uint32(v)
 	}
-	if v, ok := d.int("port"); ok && v >= 0 && v <= 0xffff {
+	if v, ok := d.Int("port"); ok && v >= 0 && v <= 0xffff {
 		t.Port = uint16(v)
 	}
-	if v, ok := d.str("link"); ok {
+	if v, ok := d.Str("link"); ok {
 		t.Underlay = Name(v)
 	}
-	t.External, _ = d.bool("external")
+	t.External, _ = d.Bool("external")
 	return t
 }

@@ -315,6 +315,9 @@ func (t *textWriter) egress(e *report.Egress) {
 	for _, l := range splitLines(e.Route) {
 		t.line(indentEntry+labelWidth, t.st.label.Render("route "), t.st.rule.Render(l))
 	}
+	for _, l := range splitLines(e.Underlay) {
+		t.line(indentEntry+labelWidth, t.st.label.Render("outer packet "), t.st.rule.Render(l))
+	}
 	if e.Source != "" && !strings.Contains(e.Route, "src "+e.Source) {
 		t.line(indentEntry+labelWidth, t.st.label.Render("route source "), t.st.addr.Render(e.Source))
 	}

@@ -31,6 +31,9 @@ type TraceSource struct {
 	// Interface is the host-side interface the packet arrives on (a pod's
 	// veth), when known.
 	Interface string `json:"interface,omitempty"`
+	// Bridge is set when Interface is a bridge port: the IP layer (and
+	// iptables -i) then sees the packet arrive on the bridge.
+	Bridge string `json:"bridge,omitempty"`
 }
 
 // Branch is one outcome of the traced connection.
@@ -80,6 +83,9 @@ type Egress struct {
 	Route string `json:"route,omitempty"`
 	// Source is the preferred source address of the route.
 	Source string `json:"source,omitempty"`
+	// Underlay is the route the encapsulated (outer) packet takes to the
+	// tunnel's far end, for a tunnel interface.
+	Underlay string `json:"underlay,omitempty"`
 	// Local is true when the destination is the node itself.
 	Local bool `json:"local,omitempty"`
 }

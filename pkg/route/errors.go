@@ -1,6 +1,8 @@
 package route
 
 import (
+	"github.com/svcpath/kubectl-svcpath/pkg/internal/iprjson"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -29,7 +31,7 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 
 	// ErrMalformed means the input is not the JSON iproute2 prints.
-	ErrMalformed = errors.New("malformed iproute2 JSON")
+	ErrMalformed = iprjson.ErrMalformed
 )
 
 // LookupError is a failed Lookup: which sentinel, and the rule and route that

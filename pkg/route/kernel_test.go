@@ -1,6 +1,8 @@
 package route
 
 import (
+	"github.com/svcpath/kubectl-svcpath/pkg/internal/netnstest"
+
 	"encoding/json"
 	"errors"
 	"flag"
@@ -247,11 +249,11 @@ func kernelGet(t *testing.T, ns *testNS, c lookupCase) kernelAnswer {
 	}
 	out, err := ns.TryIP(args...)
 	if err != nil {
-		var ce *cmdError
+		var ce *netnstest.CmdError
 		if !errors.As(err, &ce) {
 			t.Fatalf("ip route get %s: %v", c, err)
 		}
-		a.Error = strings.TrimPrefix(strings.TrimSpace(ce.stderr), "RTNETLINK answers: ")
+		a.Error = strings.TrimPrefix(strings.TrimSpace(ce.Stderr()), "RTNETLINK answers: ")
 		return a
 	}
 	a.Output = json.RawMessage(strings.TrimSpace(out))

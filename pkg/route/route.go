@@ -235,11 +235,11 @@ func parseAddr(s string) (netip.Addr, error) {
 
 // gatewayOf reads "gateway" or a "via" object {"family", "host"}.
 func gatewayOf(o object) (netip.Addr, error) {
-	if s, ok := o.str("gateway"); ok {
+	if s, ok := o.Str("gateway"); ok {
 		return parseAddr(s)
 	}
-	if via, ok := o.obj("via"); ok {
-		if s, ok := via.str("host"); ok {
+	if via, ok := o.Obj("via"); ok {
+		if s, ok := via.Str("host"); ok {
 			return parseAddr(s)
 		}
 	}
@@ -247,70 +247,70 @@ func gatewayOf(o object) (netip.Addr, error) {
 }
 
 func routeFromObject(o object, fam netdev.Family) (Route, error) {
-	r := Route{Raw: o.raw(), Type: TypeUnicast, Table: TableMain}
-	if v, ok := o.str("type"); ok && v != "" {
+	r := Route{Raw: o.Raw(), Type: TypeUnicast, Table: TableMain}
+	if v, ok := o.Str("type"); ok && v != "" {
 		r.Type = Type(v)
 	}
-	if v, ok := o.str("table"); ok {
+	if v, ok := o.Str("table"); ok {
 		r.Table = normalizeTable(v)
 	}
-	if v, ok := o.str("protocol"); ok {
+	if v, ok := o.Str("protocol"); ok {
 		r.Protocol = Protocol(v)
 	}
-	if v, ok := o.str("scope"); ok {
+	if v, ok := o.Str("scope"); ok {
 		s, err := netdev.ParseScope(v)
 		if err != nil {
 			return r, fmt.Errorf("scope: %w", err)
 		}
 		r.Scope = s
 	}
-	if v, ok := o.int("metric"); ok && v >= 0 && v <= 0xffffffff {
+	if v, ok := o.Int("metric"); ok && v >= 0 && v <= 0xffffffff {
 		r.Metric = uint32(v)
 	}
-	if v, ok := o.str("tos"); ok {
+	if v, ok := o.Str("tos"); ok {
 		r.TOS = v
-	} else if v, ok := o.str("dsfield"); ok {
+	} else if v, ok := o.Str("dsfield"); ok {
 		r.TOS = v
 	}
-	if v, ok := o.str("dev"); ok {
+	if v, ok := o.Str("dev"); ok {
 		r.Dev = netdev.Name(v)
 	}
-	r.Flags = o.strs("flags")
-	if v, ok := o.int("nhid"); ok && v > 0 && v <= 0xffffffff {
+	r.Flags = o.Strs("flags")
+	if v, ok := o.Int("nhid"); ok && v > 0 && v <= 0xffffffff {
 		r.NHID = uint32(v)
 	}
 	var err error
 	if r.Gateway, err = gatewayOf(o); err != nil {
 		return r, fmt.Errorf("gateway: %w", err)
 	}
-	if v, ok := o.str("prefsrc"); ok {
+	if v, ok := o.Str("prefsrc"); ok {
 		if r.PrefSrc, err = parseAddr(v); err != nil {
 			return r, fmt.Errorf("prefsrc: %w", err)
 		}
 	}
-	for i, nho := range o.objs("nexthops") {
+	for i, nho := range o.Objs("nexthops") {
 		var nh Nexthop
 		if nh.Gateway, err = gatewayOf(nho); err != nil {
 			return r, fmt.Errorf("nexthop %d: %w", i, err)
 		}
-		if v, ok := nho.str("dev"); ok {
+		if v, ok := nho.Str("dev"); ok {
 			nh.Dev = netdev.Name(v)
 		}
 		nh.Weight = 1
-		if v, ok := nho.int("weight"); ok {
+		if v, ok := nho.Int("weight"); ok {
 			nh.Weight = int(v)
 		}
-		nh.Flags = nho.strs("flags")
+		nh.Flags = nho.Strs("flags")
 		r.Multipath = append(r.Multipath, nh)
 	}
 
 	// Family: explicit, else from any address, else IPv6 if "pref" is
 	// present (the kernel sends RTA_PREF with every IPv6 route), else IPv4.
 	r.Family = fam
-	if v, ok := o.str("family"); ok && (v == string(netdev.FamilyInet) || v == string(netdev.FamilyInet6)) && fam == "" {
+	if v, ok := o.Str("family"); ok && (v == string(netdev.FamilyInet) || v == string(netdev.FamilyInet6)) && fam == "" {
 		r.Family = netdev.Family(v)
 	}
-	dst, ok := o.str("dst")
+	dst, ok := o.Str("dst")
 	if !ok {
 		return r, fmt.Errorf("no dst: %w", ErrMalformed)
 	}
@@ -321,7 +321,7 @@ func routeFromObject(o object, fam netdev.Family) (Route, error) {
 	if r.Dst, err = parseDst(dst, r.Family); err != nil {
 		return r, err
 	}
-	if v, ok := o.str("from"); ok {
+	if v, ok := o.Str("from"); ok {
 		if r.From, err = parseDst(v, r.Family); err != nil {
 			return r, fmt.Errorf("from: %w", err)
 		}
@@ -340,11 +340,11 @@ func guessFamily(o object, dst string, r Route) netdev.Family {
 	if r.PrefSrc.IsValid() {
 		return netdev.Family(familyOf(r.PrefSrc))
 	}
-	if o.has("pref") {
+	if o.Has("pref") {
 		return netdev.FamilyInet6
 	}
 	if r.Gateway.IsValid() {
-		if via, ok := o.obj("via"); !ok || !via.has("family") {
+		if via, ok := o.Obj("via"); !ok || !via.Has("family") {
 			return netdev.Family(familyOf(r.Gateway))
 		}
 	}

@@ -198,7 +198,7 @@ func ParseRules(data []byte) ([]Rule, error) {
 // "src": "all" for no selector, omits "srclen" for a host-length prefix,
 // and prints "0" as the address of a zero-address prefix with a length.
 func rulePrefix(o object, key string) (netip.Prefix, error) {
-	s, ok := o.str(key)
+	s, ok := o.Str(key)
 	if !ok || s == "all" || s == "" {
 		return netip.Prefix{}, nil
 	}
@@ -212,7 +212,7 @@ func rulePrefix(o object, key string) (netip.Prefix, error) {
 		}
 	}
 	bits := a.BitLen()
-	if n, ok := o.int(key + "len"); ok {
+	if n, ok := o.Int(key + "len"); ok {
 		bits = int(n)
 	}
 	p, err := a.Prefix(bits)
@@ -223,8 +223,8 @@ func rulePrefix(o object, key string) (netip.Prefix, error) {
 }
 
 func ruleFromObject(o object) (Rule, error) {
-	r := Rule{Raw: o.raw(), SuppressPrefixLen: -1}
-	if v, ok := o.int("priority"); ok && v >= 0 && v <= 0xffffffff {
+	r := Rule{Raw: o.Raw(), SuppressPrefixLen: -1}
+	if v, ok := o.Int("priority"); ok && v >= 0 && v <= 0xffffffff {
 		r.Priority = uint32(v)
 	}
 	r.Invert = presentFlag(o, "not")
@@ -240,67 +240,67 @@ func ruleFromObject(o object) (Rule, error) {
 			r.Family = netdev.Family(familyOf(p.Addr()))
 		}
 	}
-	if s, ok := o.str("fwmark"); ok {
+	if s, ok := o.Str("fwmark"); ok {
 		v, perr := strconv.ParseUint(strings.TrimSpace(s), 0, 32)
 		if perr != nil {
 			return r, fmt.Errorf("fwmark %q: %w: %w", s, ErrMalformed, perr)
 		}
 		r.FwMark, r.FwMask = uint32(v), 0xffffffff
 	}
-	if s, ok := o.str("fwmask"); ok {
+	if s, ok := o.Str("fwmask"); ok {
 		v, perr := strconv.ParseUint(strings.TrimSpace(s), 0, 32)
 		if perr != nil {
 			return r, fmt.Errorf("fwmask %q: %w: %w", s, ErrMalformed, perr)
 		}
 		r.FwMask = uint32(v)
 	}
-	if v, ok := o.str("iif"); ok {
+	if v, ok := o.Str("iif"); ok {
 		r.IIF = netdev.Name(v)
 	}
 	r.IIFDetached = presentFlag(o, "iif_detached")
-	if v, ok := o.str("oif"); ok {
+	if v, ok := o.Str("oif"); ok {
 		r.OIF = netdev.Name(v)
 	}
 	r.OIFDetached = presentFlag(o, "oif_detached")
 	r.L3MDev = presentFlag(o, "l3mdev")
-	r.TOS, _ = o.str("tos")
+	r.TOS, _ = o.Str("tos")
 	if r.TOS == "" {
-		r.TOS, _ = o.str("dsfield")
+		r.TOS, _ = o.Str("dsfield")
 	}
 	if r.TOS == "0" || r.TOS == "default" {
 		r.TOS = ""
 	}
-	r.IPProto, _ = o.str("ipproto")
+	r.IPProto, _ = o.Str("ipproto")
 	r.SPort = portRange(o, "sport")
 	r.DPort = portRange(o, "dport")
-	r.TunID, _ = o.str("tun_id")
-	if s, ok := o.int("uid_start"); ok {
-		e, _ := o.int("uid_end")
+	r.TunID, _ = o.Str("tun_id")
+	if s, ok := o.Int("uid_start"); ok {
+		e, _ := o.Int("uid_end")
 		r.UIDStart, r.UIDEnd, r.HasUID = uint32(s), uint32(e), true
 	}
-	r.Protocol, _ = o.str("protocol")
-	r.Realms, _ = o.str("realms")
-	if v, ok := o.int("suppress_prefixlen"); ok {
+	r.Protocol, _ = o.Str("protocol")
+	r.Realms, _ = o.Str("realms")
+	if v, ok := o.Int("suppress_prefixlen"); ok {
 		r.SuppressPrefixLen = int(v)
-	} else if v, ok := o.int("suppress_prefixlength"); ok {
+	} else if v, ok := o.Int("suppress_prefixlength"); ok {
 		r.SuppressPrefixLen = int(v)
 	}
-	r.SuppressIfGroup, _ = o.str("suppress_ifgroup")
+	r.SuppressIfGroup, _ = o.Str("suppress_ifgroup")
 
 	r.Action = ActionLookup
-	if t, ok := o.str("table"); ok {
+	if t, ok := o.Str("table"); ok {
 		r.Table = normalizeTable(t)
 	}
 	switch {
-	case o.has("goto"):
+	case o.Has("goto"):
 		r.Action = ActionGoto
-		if v, ok := o.int("goto"); ok && v >= 0 {
+		if v, ok := o.Int("goto"); ok && v >= 0 {
 			r.Goto, r.HasGoto = uint32(v), true
 		}
-	case o.has("nop"):
+	case o.Has("nop"):
 		r.Action = ActionNop
 	}
-	if a, ok := o.str("action"); ok {
+	if a, ok := o.Str("action"); ok {
 		switch RuleAction(a) {
 		case ActionBlackhole, ActionUnreachable, ActionProhibit, ActionNop, ActionGoto:
 			r.Action = RuleAction(a)
@@ -317,11 +317,11 @@ func ruleFromObject(o object) (Rule, error) {
 }
 
 func portRange(o object, key string) string {
-	if v, ok := o.str(key); ok {
+	if v, ok := o.Str(key); ok {
 		return v
 	}
-	s, ok1 := o.str(key + "_start")
-	e, ok2 := o.str(key + "_end")
+	s, ok1 := o.Str(key + "_start")
+	e, ok2 := o.Str(key + "_end")
 	if ok1 && ok2 {
 		return s + "-" + e
 	}
@@ -331,10 +331,10 @@ func portRange(o object, key string) string {
 // presentFlag reads a flag iproute2 prints as a null-valued key ("not":
 // null, "iif_detached": null); an explicit false or 0 clears it.
 func presentFlag(o object, key string) bool {
-	if !o.has(key) {
+	if !o.Has(key) {
 		return false
 	}
-	if v, ok := o.bool(key); ok {
+	if v, ok := o.Bool(key); ok {
 		return v
 	}
 	return true
