@@ -37,9 +37,14 @@ import (
 // 10.244.1.11:8080), loaded with iptables-restore. Listeners run in the
 // backend pods, real TCP connections go through the rules from the client
 // pod, from a backend (hairpin) and from the node, and the node's state
-// (ip -j ..., iptables-save, conntrack -L) is captured into a snapshot.
-// What the analyzer says of that snapshot is compared with what the
-// kernel did, read independently from the same kernel.
+// (ip -j ..., iptables-save, conntrack -L, and the pod-interfaces file read
+// inside the pods) is captured into a snapshot. What the analyzer says of
+// that snapshot is compared with what the kernel did, read independently
+// from the same kernel (ip route get, the pods' iflink, sysfs hairpin
+// flags, netfilter counters, conntrack -L parsed here). Then the path is
+// broken for real (web-b calling itself through a port with hairpin off,
+// web-b's listener killed, web-b dropping SYNs) and each capture is
+// compared again.
 //
 // Nothing is added to the root network namespace; conntrack is flushed
 // only in the node namespace; only the helper processes the test started
@@ -300,9 +305,9 @@ func ktSelf(t *testing.T) string {
 	return self
 }
 
-// listen starts a listener on :8080 in ns and returns its PID. The process
-// is killed (that PID only) in t.Cleanup; `ip netns exec` execs the
-// command, so the PID is the listener's own.
+// listen starts a listener on :8080 in ns and returns its command. The
+// process is killed (by its PID only) in t.Cleanup; `ip netns exec` execs
+// the command, so the PID is the listener's own.
 func (e *ktEnv) listen(ns string) *exec.Cmd {
 	e.t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, ktSelf(e.t), "-test.run=^TestHelperListener$")
