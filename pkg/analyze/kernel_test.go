@@ -2,57 +2,23 @@ package analyze
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"testing"
 
+	"github.com/svcpath/kubectl-svcpath/pkg/internal/netnstest"
 	"github.com/svcpath/kubectl-svcpath/pkg/snapshot"
 )
-
-// newNetns creates a network namespace for the test and removes it when
-// the test ends. It skips (never passes silently) when that is impossible.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace (CI runs as root)")
-	}
-	for _, tool := range []string{"ip", "iptables-restore", "iptables-save"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed: %v", tool, err)
-		}
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "svcpath-an-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
-}
 
 // kernelRoundTrip loads a dump into a fresh namespace with iptables-restore
 // and returns what iptables-save prints back.
 func kernelRoundTrip(t *testing.T, dump []byte) []byte {
 	t.Helper()
-	ns := newNetns(t)
-	restore := exec.Command("ip", "netns", "exec", ns, "iptables-restore")
-	restore.Stdin = bytes.NewReader(dump)
-	if out, err := restore.CombinedOutput(); err != nil {
-		t.Fatalf("iptables-restore: %v: %s", err, out)
+	netnstest.RequireKernel(t, "iptables-restore", "iptables-save")
+	ns := netnstest.New(t, "svcpath-an")
+	if _, err := netnstest.RunStdin(string(dump), "ip", "netns", "exec", ns.Name, "iptables-restore"); err != nil {
+		t.Fatalf("iptables-restore: %v", err)
 	}
-	out, err := exec.Command("ip", "netns", "exec", ns, "iptables-save").Output()
-	if err != nil {
-		t.Fatalf("iptables-save: %v", err)
-	}
-	return out
+	return []byte(ns.Exec("iptables-save"))
 }
 
 // TestKernelRoundTrip analyses dumps the kernel really held: each

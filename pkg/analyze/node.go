@@ -651,7 +651,7 @@ func (na *nodeAnalysis) compare(p cluster.Port, e entrySpec, ds *dist, exp []clu
 		if _, ok := ds.targets[ep.AddrPort()]; ok {
 			continue
 		}
-		if containsIP(mismatchList(ds, ep.IP)) {
+		if dnatsToIP(ds, ep.IP) {
 			continue // already reported as a port mismatch
 		}
 		missing = append(missing, fmt.Sprintf("%s (pod %s on %s)", ep.AddrPort(), orNone(ep.Pod), orNone(ep.Node)))
@@ -716,17 +716,15 @@ func expSetHasIP(exp []cluster.Endpoint, ip netip.Addr) bool {
 	return false
 }
 
-func mismatchList(ds *dist, ip netip.Addr) []netip.Addr {
-	var out []netip.Addr
+// dnatsToIP tells whether some branch DNATs to ip (on whatever port).
+func dnatsToIP(ds *dist, ip netip.Addr) bool {
 	for ap := range ds.targets {
 		if ap.Addr() == ip {
-			out = append(out, ap.Addr())
+			return true
 		}
 	}
-	return out
+	return false
 }
-
-func containsIP(l []netip.Addr) bool { return len(l) > 0 }
 
 // noEndpoints explains an entry with no usable endpoint for a client kind.
 func (na *nodeAnalysis) noEndpoints(p cluster.Port, e entrySpec, ds *dist, local bool, who, port, entry string) {

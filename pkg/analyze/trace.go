@@ -8,7 +8,6 @@ import (
 
 	"github.com/svcpath/kubectl-svcpath/pkg/cluster"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
-	"github.com/svcpath/kubectl-svcpath/pkg/kubeproxy"
 	"github.com/svcpath/kubectl-svcpath/pkg/netdev"
 	"github.com/svcpath/kubectl-svcpath/pkg/report"
 	"github.com/svcpath/kubectl-svcpath/pkg/route"
@@ -20,7 +19,7 @@ import (
 func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	fam := familyOf(rs.IP)
 	if rs.Kind == SourceNode {
-		fam = na.a().families()[0]
+		fam = na.families()[0]
 	}
 	var port *cluster.Port
 	var entry entrySpec
@@ -114,7 +113,7 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	if err != nil {
 		return nil, err
 	}
-	ds := na.distOf(trace, src)
+	ds := &dist{targets: map[netip.AddrPort]*report.Target{}, trace: trace, src: src}
 	// The shared steps: those every branch takes before they split.
 	shared := sharedPrefix(trace)
 	for _, s := range shared {
@@ -136,8 +135,6 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	tr.Narrative = numbered(narr)
 	return tr, nil
 }
-
-func (na *nodeAnalysis) a() *analysis { return na.analysis }
 
 func ifNote(iface string) string {
 	if iface == "" {
@@ -201,12 +198,6 @@ func routeText(res *route.Result) string {
 		return ""
 	}
 	return res.Route.String()
-}
-
-// distOf is trace() for an already evaluated iptables trace.
-func (na *nodeAnalysis) distOf(tr *iptables.Trace, src source) *dist {
-	ds := &dist{targets: map[netip.AddrPort]*report.Target{}, trace: tr, src: src}
-	return ds
 }
 
 // sharedPrefix returns the steps all outcomes share from the start.
@@ -469,15 +460,6 @@ func (na *nodeAnalysis) branchSentence(i, n int, b report.Branch, src source) st
 		fmt.Fprintf(&sb, " Conntrack on %s holds %d such connection(s).", na.st.Name, len(b.Flows))
 	}
 	return strings.TrimSpace(sb.String())
-}
-
-// chainsNote names kube-proxy's chain for a port, for messages.
-func chainsNote(ns, name string, p cluster.Port) string {
-	var out []string
-	for _, spn := range kubeproxy.ServicePortNames(ns, name, p.Name) {
-		out = append(out, kubeproxy.ServiceChains(spn, string(p.Protocol)).SVC)
-	}
-	return strings.Join(out, " or ")
 }
 
 func capitalize(s string) string {

@@ -70,18 +70,18 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 		st.HasIPv6Dump = true
 		st.IPv6, st.IPv6Err = iptables.Parse(n.IP6TablesSave)
 	}
-	if addrs := localAddrs(n.IPAddr); len(addrs) > 0 {
-		st.LocalAddrs, st.LocalAddrsFrom = addrs, "ip-addr"
-	} else {
-		st.LocalAddrs, st.LocalAddrsFrom = apiAddrs, "Node object"
-	}
-	if n.IPLink != nil {
-		links, err := netdev.Parse(n.IPLink, n.IPAddr)
+	if n.IPLink != nil || n.IPAddr != nil {
+		links, err := parseLinks(n.IPLink, n.IPAddr)
 		if err != nil {
 			st.Problems = append(st.Problems, fmt.Sprintf("ip-link/ip-addr unreadable: %v", err))
 		} else {
 			st.Links = links
 		}
+	}
+	if addrs := st.Links.LocalAddrs(""); len(addrs) > 0 {
+		st.LocalAddrs, st.LocalAddrsFrom = addrs, "ip-addr"
+	} else {
+		st.LocalAddrs, st.LocalAddrsFrom = apiAddrs, "Node object"
 	}
 	if n.IPRoute != nil {
 		routes, err := route.ParseRoutes(n.IPRoute)
@@ -126,9 +126,9 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 	}
 	st.HasNFTKubeProxy = bytes.Contains(n.NFTRuleset, []byte("table ip kube-proxy")) ||
 		bytes.Contains(n.NFTRuleset, []byte("table ip6 kube-proxy"))
-	st.HasIPVS = bytes.Contains(n.IPLink, []byte(`"kube-ipvs0"`))
-	st.HasCilium = bytes.Contains(n.IPLink, []byte(`"cilium_host"`))
-	st.HasCalicoEBPF = bytes.Contains(n.IPLink, []byte(`"bpfnatin"`))
+	st.HasIPVS = st.hasLink("kube-ipvs0")
+	st.HasCilium = st.hasLink("cilium_host")
+	st.HasCalicoEBPF = st.hasLink("bpfnatin")
 	return st
 }
 
@@ -141,32 +141,21 @@ func (n *Node) Dump(family string) (*iptables.Dump, error, bool) {
 	return n.IPv4, n.IPv4Err, n.HasIPv4Dump
 }
 
-type ipAddrEntry struct {
-	IfName   string `json:"ifname"`
-	AddrInfo []struct {
-		Family string `json:"family"`
-		Local  string `json:"local"`
-	} `json:"addr_info"`
+// parseLinks reads ip-link and ip-addr; either may be absent.
+func parseLinks(link, addr []byte) (*netdev.Set, error) {
+	if link != nil {
+		return netdev.Parse(link, addr)
+	}
+	links, err := netdev.ParseAddrs(addr)
+	if err != nil {
+		return nil, err
+	}
+	return netdev.NewSet(links), nil
 }
 
-// localAddrs reads `ip -j addr` output.
-func localAddrs(data []byte) []netip.Addr {
-	if len(data) == 0 {
-		return nil
-	}
-	var entries []ipAddrEntry
-	if err := json.Unmarshal(data, &entries); err != nil {
-		return nil
-	}
-	var out []netip.Addr
-	for _, e := range entries {
-		for _, ai := range e.AddrInfo {
-			if a, err := netip.ParseAddr(ai.Local); err == nil {
-				out = append(out, a)
-			}
-		}
-	}
-	return out
+func (n *Node) hasLink(name string) bool {
+	_, ok := n.Links.ByName(netdev.Name(name))
+	return ok
 }
 
 // OutInterface returns the egress interface of dst by the node's routes,
