@@ -40,6 +40,10 @@ var nodeFiles = []nodeFile{
 	{FileNFTRuleset, func(n *Node) *[]byte { return &n.NFTRuleset }},
 	{FileIPSet, func(n *Node) *[]byte { return &n.IPSet }},
 	{FilePodInterfaces, func(n *Node) *[]byte { return &n.PodInterfaces }},
+	{FileConntrackStats, func(n *Node) *[]byte { return &n.ConntrackStats }},
+	{FileProxyHealth, func(n *Node) *[]byte { return &n.ProxyHealth }},
+	{FileVerify, func(n *Node) *[]byte { return &n.Verify }},
+	{FileIPVS, func(n *Node) *[]byte { return &n.IPVS }},
 }
 
 // objectsHint is the command that makes objects.yaml.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -231,7 +232,7 @@ func TestLoadNodes(t *testing.T) {
 		}
 	}
 	wantMeta := Meta{Partial: true, IPTablesBackend: "nft", CollectedAt: "2026-11-21T04:34:34Z", AgentVersion: "v0.1.0"}
-	if w2.Meta == nil || *w2.Meta != wantMeta {
+	if w2.Meta == nil || !reflect.DeepEqual(*w2.Meta, wantMeta) {
 		t.Errorf("meta = %+v, want %+v", w2.Meta, wantMeta)
 	}
 	w1 := snap.Node("worker-1")

@@ -6,6 +6,7 @@
 package snapshot
 
 import (
+	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
@@ -31,6 +32,13 @@ const (
 	// the pod (iflink is the ifindex of the pod's host-side veth).
 	FilePodInterfaces = "pod-interfaces"
 	FileMeta          = "meta.json" // written by the live probe
+
+	// Files the live agent writes (JSON unless said otherwise; their
+	// schemas are in pkg/agentapi).
+	FileConntrackStats = agentapi.FileConntrackStats // conntrack -S and the table's count/max
+	FileProxyHealth    = agentapi.FileProxyHealth    // kube-proxy's /healthz answer
+	FileVerify         = agentapi.FileVerify         // --verify: the connections made
+	FileIPVS           = agentapi.FileIPVS           // ipvsadm -Ln
 )
 
 // Snapshot is a loaded snapshot directory.
@@ -72,7 +80,13 @@ type Node struct {
 	IPSet []byte
 	// PodInterfaces is the pod-interfaces file (see FilePodInterfaces).
 	PodInterfaces []byte
-	Meta          *Meta
+	// ConntrackStats, ProxyHealth, Verify and IPVS are the agent's files
+	// of the same names (see the File* constants).
+	ConntrackStats []byte
+	ProxyHealth    []byte
+	Verify         []byte
+	IPVS           []byte
+	Meta           *Meta
 }
 
 // Meta is nodes/<node>/meta.json: how the node data was collected.
@@ -82,6 +96,13 @@ type Meta struct {
 	Partial bool `json:"partial,omitempty"`
 	// IPTablesBackend is "legacy" or "nft".
 	IPTablesBackend string `json:"iptablesBackend,omitempty"`
-	CollectedAt     string `json:"collectedAt,omitempty"`
-	AgentVersion    string `json:"agentVersion,omitempty"`
+	// IPTablesBinaries is "image" (the agent's own iptables) or "host"
+	// (the host's, through a chroot).
+	IPTablesBinaries string `json:"iptablesBinaries,omitempty"`
+	CollectedAt      string `json:"collectedAt,omitempty"`
+	AgentVersion     string `json:"agentVersion,omitempty"`
+	// DurationMillis is how long the agent took to collect.
+	DurationMillis int64 `json:"durationMillis,omitempty"`
+	// Errors are the agent's collectors that failed ("conntrack: ...").
+	Errors []string `json:"errors,omitempty"`
 }
