@@ -152,8 +152,9 @@ type Request struct {
 	Namespace, Name string
 	// From, when set, traces a connection from that source.
 	From *Source
-	// noDNS skips the cluster DNS check (used when checking the DNS
-	// service itself).
+	// noDNS skips the cluster DNS check and the node health checks (used
+	// when checking the DNS service for another service's report, which
+	// already holds the nodes' health findings).
 	noDNS bool
 }
 
@@ -173,7 +174,7 @@ func Explain(c *cluster.Cluster, nodes []*nodestate.Node, req Request) (*report.
 		Nodes:      []report.Node{},
 		Findings:   []report.Finding{},
 	}
-	a := &analysis{c: c, svc: svc, ports: ports, rep: rep}
+	a := &analysis{c: c, svc: svc, ports: ports, rep: rep, nodeHealth: !req.noDNS}
 	if done := a.serviceLevel(); done {
 		a.finish()
 		return rep, nil
@@ -206,6 +207,7 @@ func Explain(c *cluster.Cluster, nodes []*nodestate.Node, req Request) (*report.
 			continue
 		}
 		na.checkInterfaces()
+		na.verify()
 		if ct := na.conntrack(expectedShares(na.out)); ct != nil {
 			rep.Conntrack = append(rep.Conntrack, *ct)
 		}
@@ -265,6 +267,8 @@ type analysis struct {
 	// states are the parsed nodes by name (to look at the node that
 	// receives a traced packet).
 	states map[string]*nodestate.Node
+	// nodeHealth runs the node health checks (health.go).
+	nodeHealth bool
 	// noReadyPorts gathers, per service port with no usable endpoint, what
 	// clients see on each node; emitted as one NO-READY-ENDPOINTS finding.
 	noReadyPorts []*noReadyPort

@@ -59,6 +59,9 @@ func (a *analysis) node(st *nodestate.Node) (report.Node, *nodeAnalysis) {
 	}
 	out.Mode = na.detectMode()
 	out.Notes = append(out.Notes, st.Problems...)
+	if a.nodeHealth {
+		na.checkHealth()
+	}
 	if out.Mode != ModeIPTables {
 		return out, na
 	}

@@ -265,7 +265,7 @@ func TestCommand(t *testing.T) {
 		{
 			name: "live mode", args: []string{"shop/web"},
 			analyzer: &fakeAnalyzer{report: testReport()}, wantErr: true,
-			wantErrOut: "error: live mode is not available yet in this build; use --snapshot DIR (see docs/snapshot.md)\n",
+			wantErrOut: "error: no cluster to talk to: the kubeconfig has no cluster",
 		},
 		{
 			name: "service not found, explicit namespace", args: []string{"shop/wbe", "--snapshot", "snap"},

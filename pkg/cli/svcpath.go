@@ -6,17 +6,24 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/kubectl/pkg/util/templates"
 
+	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
 	"github.com/svcpath/kubectl-svcpath/pkg/analyze"
+	"github.com/svcpath/kubectl-svcpath/pkg/probe"
 	"github.com/svcpath/kubectl-svcpath/pkg/render"
 	"github.com/svcpath/kubectl-svcpath/pkg/report"
 	"github.com/svcpath/kubectl-svcpath/pkg/snapshot"
+	"github.com/svcpath/kubectl-svcpath/pkg/version"
 )
 
 var (
@@ -31,8 +38,16 @@ var (
 		rewritten (masquerade, SNAT). Then it lists findings, worst first: endpoints
 		that are never chosen, stale DNAT targets, missing rules, surprising SNAT.
 
-		The data comes from a snapshot directory (--snapshot DIR, see docs/snapshot.md).
-		Collecting live from a cluster is not available in this build yet.
+		Live, it reads the Service, its EndpointSlices, Pods and Nodes from the API server,
+		then starts one short-lived privileged probe pod on each node that matters (the
+		nodes of the service's endpoints and of --from; --node or --all-nodes to choose),
+		whose agent reads the node's state without changing it: the rules the service's
+		packets meet, routes, links, the conntrack flows of the service, kube-proxy's
+		health. The probe pods are deleted when the command ends, whatever the outcome
+		(kubectl svcpath cleanup removes any that a killed run left; their deadline ends
+		them anyway). The probe needs the permissions of docs/rbac.yaml. With --save DIR
+		the collection is kept as a snapshot directory that --snapshot DIR replays
+		offline (see docs/snapshot.md).
 
 		The service is given as NAMESPACE/NAME, as NAME with -n NAMESPACE, or as
 		svc/NAME. Without a namespace, the current namespace of your kubeconfig is
@@ -51,8 +66,20 @@ var (
 		kubectl svcpath default/test --snapshot examples/walkthrough --from node/worker-2
 		kubectl svcpath default/test --snapshot examples/walkthrough --from pod/nginx1
 
-		# Explain shop/web on worker-1 only, as JSON (live mode: needs a build with the collector)
-		kubectl svcpath svc/web -n shop --node worker-1 -o json
+		# Explain shop/web from the cluster, on the nodes of its endpoints
+		kubectl svcpath shop/web
+
+		# Only worker-1, as JSON, keeping what was collected for later
+		kubectl svcpath svc/web -n shop --node worker-1 -o json --save /tmp/web-snapshot
+
+		# Is it only one node? Probe every Ready node, 10 at a time
+		kubectl svcpath shop/web --all-nodes --concurrency 10
+
+		# Make real connections from a client pod and compare them with the rules
+		kubectl svcpath shop/web --from pod/client --verify
+
+		# Probe pods in a namespace that admits privileged pods, from a mirrored image
+		kubectl svcpath shop/web --probe-namespace svcpath --image registry.example.com/svcpath-agent:v0.2.0
 
 		# In CI: fail (exit status 1) when any warning or error is found
 		kubectl svcpath shop/web --snapshot DIR --fail-on warning
@@ -96,6 +123,25 @@ type SvcpathOptions struct {
 	// FailOn is --fail-on: error, warning, info or none.
 	FailOn string
 
+	// Live mode (no --snapshot).
+	// AllNodes is --all-nodes, Concurrency --concurrency.
+	AllNodes    bool
+	Concurrency int
+	// Timeout is --timeout: one node's probe, from create to result.
+	Timeout time.Duration
+	// Image and PullPolicy are --image and --image-pull-policy.
+	Image, PullPolicy string
+	// ProbeNamespace is --probe-namespace.
+	ProbeNamespace string
+	// KeepProbe is --keep-probe; SaveDir is --save; Full is --full;
+	// Verify is --verify.
+	KeepProbe bool
+	SaveDir   string
+	Full      bool
+	Verify    bool
+
+	flags *pflag.FlagSet
+
 	// Namespace and Name are the Service, set by Complete.
 	Namespace, Name string
 	namespaceFrom   string
@@ -105,6 +151,8 @@ type SvcpathOptions struct {
 	analyze      func(*snapshot.Snapshot, analyze.Options) (*report.Report, error)
 	isTerminal   func(io.Writer) bool
 	getenv       func(string) (string, bool)
+	newClient    func() (kubernetes.Interface, string, error)
+	probeRunner  func(context.Context, kubernetes.Interface, probe.Config, []string, func(string) *agentapi.Request) map[string]probe.Result
 
 	genericiooptions.IOStreams
 }
@@ -112,14 +160,19 @@ type SvcpathOptions struct {
 // NewSvcpathOptions returns the options with their defaults.
 func NewSvcpathOptions(streams genericiooptions.IOStreams) *SvcpathOptions {
 	return &SvcpathOptions{
-		configFlags:  genericclioptions.NewConfigFlags(true),
-		Color:        colorAuto,
-		FailOn:       failOnNone,
-		loadSnapshot: snapshot.Load,
-		analyze:      analyze.Analyze,
-		isTerminal:   isTerminal,
-		getenv:       os.LookupEnv,
-		IOStreams:    streams,
+		configFlags:    genericclioptions.NewConfigFlags(true),
+		Color:          colorAuto,
+		FailOn:         failOnNone,
+		Concurrency:    probe.DefaultConcurrency,
+		Timeout:        probe.DefaultTimeout,
+		Image:          version.AgentImage,
+		PullPolicy:     string(corev1.PullIfNotPresent),
+		ProbeNamespace: probe.DefaultNamespace,
+		loadSnapshot:   snapshot.Load,
+		analyze:        analyze.Analyze,
+		isTerminal:     isTerminal,
+		getenv:         os.LookupEnv,
+		IOStreams:      streams,
 	}
 }
 
@@ -162,6 +215,7 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 	cmd.SetErr(o.ErrOut)
 
 	f := cmd.Flags()
+	o.flags = f
 	f.StringVar(&o.SnapshotDir, "snapshot", o.SnapshotDir,
 		"Read the API objects and node data from this snapshot directory instead of the cluster (see docs/snapshot.md).")
 	f.StringSliceVar(&o.Nodes, "node", o.Nodes,
@@ -174,6 +228,26 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 		"Colour the text report: auto (only on a terminal, and not when NO_COLOR is set), always or never.")
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn,
 		"Exit with status 1 when a finding of this severity or worse exists: error, warning, info or none.")
+	f.BoolVar(&o.AllNodes, "all-nodes", o.AllNodes,
+		"Probe every Ready node (a sweep: is it only this node?). Default: the nodes of the service's endpoints and of --from.")
+	f.IntVar(&o.Concurrency, "concurrency", o.Concurrency,
+		"How many nodes to probe at once.")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout,
+		"How long to wait for one node's probe, from creating its pod to reading its result. The pod's activeDeadlineSeconds is at least this, so the kubelet removes it even if this command is killed.")
+	f.StringVar(&o.Image, "image", o.Image,
+		"The node-agent image of the probe pods (e.g. a mirror of the default one).")
+	f.StringVar(&o.PullPolicy, "image-pull-policy", o.PullPolicy,
+		"Image pull policy of the probe pods: Always, IfNotPresent or Never.")
+	f.StringVar(&o.ProbeNamespace, "probe-namespace", o.ProbeNamespace,
+		"Namespace of the probe pods. It must admit privileged pods (Pod Security level privileged), as kube-system usually does.")
+	f.BoolVar(&o.KeepProbe, "keep-probe", o.KeepProbe,
+		"Leave the probe pods in place after the run (to read their logs); remove them with 'kubectl svcpath cleanup'.")
+	f.StringVar(&o.SaveDir, "save", o.SaveDir,
+		"Also write what was collected to this new snapshot directory, to replay offline with --snapshot.")
+	f.BoolVar(&o.Full, "full", o.Full,
+		"Collect the nodes' whole rule sets and conntrack tables instead of what the service needs (slow on big nodes: iptables-save takes ~18 s at 10,000 services).")
+	f.BoolVar(&o.Verify, "verify", o.Verify,
+		"Also make one real connection to each entry point from the node (and from the --from pod), and compare what conntrack saw with the prediction. Sends a TCP handshake or one empty UDP datagram per entry; changes no rule.")
 	o.configFlags.AddFlags(f)
 	addKlogFlags(cmd.PersistentFlags())
 
@@ -186,7 +260,11 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 	}
 	_ = cmd.MarkFlagDirname("snapshot")
 
+	_ = cmd.RegisterFlagCompletionFunc("image-pull-policy", cobra.FixedCompletions(pullPolicies, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.MarkFlagDirname("save")
+
 	cmd.AddCommand(newCmdVersion(o.IOStreams))
+	cmd.AddCommand(newCmdCleanup(o))
 	return cmd
 }
 
@@ -279,7 +357,48 @@ func (o *SvcpathOptions) Validate() error {
 			return err
 		}
 	}
+	return o.validateLive()
+}
+
+var pullPolicies = []string{string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)}
+
+// validateLive checks the live-mode flags, and that none is given with
+// --snapshot, where it would silently do nothing.
+func (o *SvcpathOptions) validateLive() error {
+	if o.SnapshotDir != "" {
+		for _, name := range []string{"all-nodes", "concurrency", "timeout", "image", "image-pull-policy", "probe-namespace", "keep-probe", "save", "full", "verify"} {
+			if o.flagChanged(name) {
+				return fmt.Errorf("--%s collects from a cluster and cannot be used with --snapshot (which reads a saved collection)", name)
+			}
+		}
+		return nil
+	}
+	if o.AllNodes && len(o.Nodes) > 0 {
+		return fmt.Errorf("--node and --all-nodes cannot be used together")
+	}
+	if o.Concurrency < 1 {
+		return fmt.Errorf("--concurrency must be at least 1, got %d", o.Concurrency)
+	}
+	if o.Timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
+	}
+	if !contains(pullPolicies, o.PullPolicy) {
+		return fmt.Errorf("invalid --image-pull-policy %q: use one of %s", o.PullPolicy, strings.Join(pullPolicies, ", "))
+	}
+	if strings.TrimSpace(o.Image) == "" {
+		return fmt.Errorf("--image is empty")
+	}
+	if o.ProbeNamespace == "" {
+		return fmt.Errorf("--probe-namespace is empty")
+	}
+	if o.SaveDir != "" {
+		return checkSaveDir(o.SaveDir)
+	}
 	return nil
+}
+
+func (o *SvcpathOptions) flagChanged(name string) bool {
+	return o.flags != nil && o.flags.Changed(name)
 }
 
 // Run loads the data, analyses the service, prints the report and applies
@@ -301,6 +420,12 @@ func (o *SvcpathOptions) Run(ctx context.Context) error {
 	}
 	if rep == nil {
 		return fmt.Errorf("internal error: the analysis of %s/%s returned no report", o.Namespace, o.Name)
+	}
+	if o.SnapshotDir == "" && rep.Source == "" {
+		rep.Source = "live"
+		if ctx, err := o.currentContext(); err == nil && ctx != "" {
+			rep.Source = "live, context " + ctx
+		}
 	}
 	if err := o.print(rep); err != nil {
 		return err

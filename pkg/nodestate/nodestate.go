@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"time"
 
+	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
 	"github.com/svcpath/kubectl-svcpath/pkg/ctflow"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
 	"github.com/svcpath/kubectl-svcpath/pkg/netdev"
@@ -50,6 +52,21 @@ type Node struct {
 	PodNetns map[netip.Addr]netdev.PodNetns
 	// Conntrack is the parsed `conntrack -L`; nil when absent.
 	Conntrack *ctflow.Dump
+	// ConntrackStats is the agent's conntrack-stats file (the table's
+	// fill and the kernel's per-CPU counters); nil when absent or
+	// unreadable.
+	ConntrackStats *agentapi.ConntrackStats
+	// ProxyHealth is kube-proxy's healthz answer (kube-proxy-healthz
+	// file); nil when absent or unreadable.
+	ProxyHealth *ProxyHealth
+	// Sysctl maps each key of the sysctl file (`sysctl -a`) to its value;
+	// nil when the file is absent.
+	Sysctl Sysctls
+	// CollectedAt is meta.json's collectedAt; zero when unknown.
+	CollectedAt time.Time
+	// Verify are the connections the agent made (--verify, the verify
+	// file); nil when absent.
+	Verify []agentapi.VerifyResult
 	// Problems are parse errors of the optional files: analysis goes on
 	// without what they would have said.
 	Problems []string
@@ -61,6 +78,14 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 	st := &Node{Name: n.Name}
 	if n.Meta != nil {
 		st.Partial = n.Meta.Partial
+		if c := n.Meta.CollectedAt; c != "" {
+			t, err := agentapi.ParseTime(c)
+			if err != nil {
+				st.Problems = append(st.Problems, fmt.Sprintf("meta.json: collectedAt %q unreadable: %v", c, err))
+			} else {
+				st.CollectedAt = t
+			}
+		}
 	}
 	if n.IPTablesSave != nil {
 		st.HasIPv4Dump = true
@@ -122,6 +147,13 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 			if ct.Skipped > 0 {
 				st.Problems = append(st.Problems, fmt.Sprintf("conntrack: %d malformed line(s) skipped", ct.Skipped))
 			}
+		}
+	}
+	st.parseHealth(n)
+	if n.Verify != nil {
+		if err := json.Unmarshal(n.Verify, &st.Verify); err != nil {
+			st.Verify = nil
+			st.Problems = append(st.Problems, fmt.Sprintf("%s unreadable: %v", snapshot.FileVerify, err))
 		}
 	}
 	st.HasNFTKubeProxy = bytes.Contains(n.NFTRuleset, []byte("table ip kube-proxy")) ||

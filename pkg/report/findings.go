@@ -33,6 +33,12 @@ const (
 	ConntrackStaleEndpoint   = "CONNTRACK-STALE-ENDPOINT"
 	DNSPathBroken            = "DNS-PATH-BROKEN"
 	PodNotOnInterface        = "POD-INTERFACE-MISSING"
+	ProxyStale               = "PROXY-STALE"
+	ConntrackTableFull       = "CONNTRACK-TABLE-FULL"
+	ConntrackInsertFailed    = "CONNTRACK-INSERT-FAILED"
+	BridgeNFCallDisabled     = "BRIDGE-NF-CALL-DISABLED"
+	IPForwardDisabled        = "IP-FORWARD-DISABLED"
+	VerifyMismatch           = "VERIFY-MISMATCH"
 )
 
 // Catalog gives each finding ID its severity and a one-line title. The
@@ -71,4 +77,10 @@ var Catalog = map[string]struct {
 	ConntrackStaleEndpoint:   {SeverityWarning, "conntrack still sends a flow to a removed endpoint"},
 	DNSPathBroken:            {SeverityError, "the cluster DNS service has problems on this node"},
 	PodNotOnInterface:        {SeverityWarning, "a pod address has no interface on its node"},
+	ProxyStale:               {SeverityError, "kube-proxy has not synced since the service changed, or reports itself unhealthy"},
+	ConntrackTableFull:       {SeverityError, "the conntrack table is nearly full: new connections get dropped"},
+	ConntrackInsertFailed:    {SeverityWarning, "conntrack insertions failed or packets were dropped: intermittent timeouts"},
+	BridgeNFCallDisabled:     {SeverityError, "bridged pod traffic bypasses iptables (bridge-nf-call-iptables off or br_netfilter not loaded)"},
+	IPForwardDisabled:        {SeverityError, "the node does not forward packets (ip_forward off)"},
+	VerifyMismatch:           {SeverityError, "a real connection (--verify) did not do what the rules predict"},
 }

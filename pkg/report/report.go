@@ -98,6 +98,40 @@ type Node struct {
 	Findings []Finding `json:"findings"`
 	// Notes are facts about the node data that limit what can be said.
 	Notes []string `json:"notes,omitempty"`
+	// Verified are the real connections the agent made on this node
+	// (--verify), each next to what the rules predict.
+	Verified []Verified `json:"verified,omitempty"`
+}
+
+// Verified is one real connection made by the agent (--verify) and what
+// its conntrack entry showed, compared with the simulation.
+type Verified struct {
+	// Label names it ("ClusterIP 10.96.0.10:53/UDP from pod default/client").
+	Label string `json:"label"`
+	// Entry is the entry kind (ClusterIP, NodePort, ...) when known.
+	Entry    string `json:"entry,omitempty"`
+	Target   string `json:"target"`
+	Protocol string `json:"protocol"`
+	// From is "node" or the source pod's address.
+	From string `json:"from"`
+	// Connected is true when the connection was made (TCP handshake
+	// done; UDP datagram sent and tracked).
+	Connected bool   `json:"connected"`
+	Error     string `json:"error,omitempty"`
+	// Source is the client's address:port; Micros the connect time.
+	Source string `json:"source,omitempty"`
+	Micros int64  `json:"micros,omitempty"`
+	// DNAT is where conntrack says the connection went (reply source);
+	// SNAT the source the endpoint saw when it was rewritten.
+	DNAT      string `json:"dnat,omitempty"`
+	SNAT      string `json:"snat,omitempty"`
+	Conntrack string `json:"conntrack,omitempty"`
+	// Agrees is true when the real connection matches the simulation
+	// (the endpoint is one the rules can choose, the source rewriting is
+	// the predicted one, a connection the rules deliver did connect).
+	Agrees bool `json:"agrees"`
+	// Disagreement says how it differs when Agrees is false.
+	Disagreement string `json:"disagreement,omitempty"`
 }
 
 // Port is one service port (one IP family) on one node.

@@ -6,6 +6,8 @@
 package snapshot
 
 import (
+	"sort"
+
 	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -105,4 +107,47 @@ type Meta struct {
 	DurationMillis int64 `json:"durationMillis,omitempty"`
 	// Errors are the agent's collectors that failed ("conntrack: ...").
 	Errors []string `json:"errors,omitempty"`
+}
+
+// NodeFromDocument turns the agent's document into a node of the
+// snapshot: its files by name, and meta.json from its header. Files of
+// names this version does not know are returned by name (a newer agent),
+// not dropped silently.
+func NodeFromDocument(name string, doc *agentapi.Document) (n *Node, unknown []string) {
+	n = &Node{Name: name}
+	byName := map[string]*[]byte{}
+	for _, f := range nodeFiles {
+		byName[f.name] = f.field(n)
+	}
+	for file, content := range doc.Files {
+		p, ok := byName[file]
+		if !ok {
+			unknown = append(unknown, file)
+			continue
+		}
+		*p = []byte(content)
+	}
+	sort.Strings(unknown)
+	n.Meta = &Meta{
+		Partial:          doc.Partial,
+		IPTablesBackend:  doc.IPTablesBackend,
+		IPTablesBinaries: doc.IPTablesBinaries,
+		CollectedAt:      doc.CollectedAt,
+		AgentVersion:     doc.AgentVersion,
+		DurationMillis:   doc.DurationMillis,
+	}
+	for _, e := range doc.Errors {
+		n.Meta.Errors = append(n.Meta.Errors, e.What+": "+e.Error)
+	}
+	return n, unknown
+}
+
+// FileNames are the node file names this version reads, in the order Save
+// writes them (meta.json apart).
+func FileNames() []string {
+	out := make([]string, len(nodeFiles))
+	for i, f := range nodeFiles {
+		out[i] = f.name
+	}
+	return out
 }

@@ -1,0 +1,210 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/svcpath/kubectl-svcpath/pkg/agent/ctcollect"
+	"github.com/svcpath/kubectl-svcpath/pkg/agent/iptcollect"
+	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
+)
+
+// Node file names (the snapshot layout, docs/snapshot.md). They are spelled
+// here so that the agent does not import pkg/snapshot (and the Kubernetes
+// API types with it); a test checks that they match.
+const (
+	fileIPTablesSave  = "iptables-save"
+	fileIP6TablesSave = "ip6tables-save"
+	fileIPRoute       = "ip-route"
+	fileIPRule        = "ip-rule"
+	fileIPLink        = "ip-link"
+	fileIPAddr        = "ip-addr"
+	fileConntrack     = "conntrack"
+	fileSysctl        = "sysctl"
+	fileNFTRuleset    = "nft-list-ruleset"
+	filePodInterfaces = "pod-interfaces"
+)
+
+// collectIPTables reads the IPv4 rules (and the IPv6 ones when the
+// service has IPv6 addresses, or for a full dump) with the backend
+// kube-proxy uses.
+func collectIPTables(ctx context.Context, c *collection, doc *agentapi.Document) error {
+	run, binaries := c.env.Run, "image"
+	if c.env.HostRun != nil {
+		run, binaries = c.env.HostRun, "host"
+	}
+	families := []bool{false}
+	if c.req.Full || hasIPv6(c.req) {
+		families = append(families, true)
+	}
+	var errs []error
+	for _, v6 := range families {
+		res, err := iptcollect.Collect(ctx, iptcollect.Options{
+			Run: run, IPv6: v6, Targets: c.req.Targets, NodePorts: c.req.NodePorts, Full: c.req.Full,
+		})
+		name := fileIPTablesSave
+		if v6 {
+			name = fileIP6TablesSave
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		c.put(name, string(res.Save))
+		if !v6 {
+			c.mu.Lock()
+			doc.IPTablesBackend, doc.IPTablesBinaries = res.Backend, binaries
+			doc.Partial = res.Partial
+			c.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// collectIP runs the four ip commands the snapshot layout names.
+func collectIP(ctx context.Context, c *collection) error {
+	var errs []error
+	for _, cmd := range []struct {
+		file string
+		args []string
+	}{
+		{fileIPRoute, []string{"-j", "route", "show", "table", "all"}},
+		{fileIPRule, []string{"-j", "rule"}},
+		{fileIPLink, []string{"-j", "-d", "link"}},
+		{fileIPAddr, []string{"-j", "addr"}},
+	} {
+		out, err := c.env.Run(ctx, "ip", cmd.args...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ip %s: %w", strings.Join(cmd.args, " "), err))
+			continue
+		}
+		c.put(cmd.file, string(out))
+	}
+	return errors.Join(errs...)
+}
+
+// collectNFT reads kube-proxy's nftables tables (ip and ip6 kube-proxy)
+// when they exist; the whole ruleset only for a full collection. Tables of
+// the iptables-nft backend are left to the iptables collector.
+func collectNFT(ctx context.Context, c *collection) error {
+	if c.req.Full {
+		out, err := c.env.Run(ctx, "nft", "list", "ruleset")
+		if err != nil {
+			return fmt.Errorf("nft list ruleset: %w", err)
+		}
+		c.put(fileNFTRuleset, string(out))
+		return nil
+	}
+	out, err := c.env.Run(ctx, "nft", "list", "tables")
+	if err != nil {
+		return fmt.Errorf("nft list tables: %w", err)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "table" || f[2] != "kube-proxy" {
+			continue
+		}
+		t, err := c.env.Run(ctx, "nft", "list", "table", f[1], f[2])
+		if err != nil {
+			return fmt.Errorf("nft list table %s %s: %w", f[1], f[2], err)
+		}
+		b.Write(t)
+	}
+	c.put(fileNFTRuleset, b.String())
+	return nil
+}
+
+// collectConntrack writes the service's flows and the table statistics.
+func collectConntrack(ctx context.Context, c *collection) error {
+	var b strings.Builder
+	stats, err := ctcollect.Collect(ctx, ctcollect.Options{
+		Targets: c.req.Targets, All: c.req.Full, Limit: c.req.ConntrackLimit,
+	}, &b)
+	if err != nil {
+		return err
+	}
+	c.put(fileConntrack, b.String())
+	js, err := marshal(stats)
+	if err != nil {
+		return err
+	}
+	c.put(agentapi.FileConntrackStats, js)
+	return nil
+}
+
+// podNetns is one pod network namespace seen through /proc.
+type podNetns struct {
+	path  string // /proc/PID/ns/net
+	inode uint64
+	pid   int
+	ips   []netip.Addr
+	// ifindex and iflink of the pod's eth0.
+	ifindex, iflink int
+}
+
+// podInterface is one entry of the pod-interfaces file.
+type podInterface struct {
+	IP      string `json:"ip"`
+	IfIndex int    `json:"ifindex"`
+	IfLink  int    `json:"iflink"`
+	PID     int    `json:"pid,omitempty"`
+	Netns   uint64 `json:"netns,omitempty"`
+}
+
+// collectPodInterfaces finds every network namespace other than the
+// agent's own through /proc/*/ns/net (the probe runs with hostPID) and
+// reads its eth0: addresses, ifindex, and iflink (the host-side veth).
+func collectPodInterfaces(ctx context.Context, c *collection) error {
+	nss, err := scanNetns(ctx, c.env.Proc)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.podNetns = nss
+	c.mu.Unlock()
+	out := []podInterface{}
+	for _, ns := range nss {
+		for _, ip := range ns.ips {
+			out = append(out, podInterface{IP: ip.String(), IfIndex: ns.ifindex, IfLink: ns.iflink, PID: ns.pid, Netns: ns.inode})
+		}
+	}
+	js, err := marshal(out)
+	if err != nil {
+		return err
+	}
+	c.put(filePodInterfaces, js)
+	return nil
+}
+
+// procPIDs lists the numeric entries of a procfs root.
+func procPIDs(proc string) ([]int, error) {
+	entries, err := os.ReadDir(proc)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err == nil && fmt.Sprint(pid) == e.Name() {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids, nil
+}
+
+// ipString is net.IP to netip.Addr, unmapped.
+func ipString(ip net.IP) (netip.Addr, bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	return a.Unmap(), ok
+}
+
+var _ = filepath.Join

@@ -1,0 +1,305 @@
+//go:build linux
+
+package ctcollect
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// recvBufSize holds any datagram of a dump: the kernel builds dump skbs of
+// at most 32 KiB (net/netlink/af_netlink.c netlink_dump).
+const recvBufSize = 64 << 10
+
+// sock is a NETLINK_NETFILTER socket read as a stream. mdlayher/netlink's
+// Conn.Receive gathers a whole multi-part reply before returning it (the
+// memory ti-mo/conntrack's Dump spends); sock only uses the Conn to dial
+// (in the wanted netns) and send, and reads one datagram at a time into a
+// reused buffer.
+type sock struct {
+	nl  *netlink.Conn
+	rc  syscall.RawConn
+	buf []byte
+	// dirty is set when a dump was left unfinished: its remaining
+	// messages would mix with the next reply, so the next request
+	// redials.
+	dirty bool
+	netns int
+}
+
+func dialSock(netns int) (*sock, error) {
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
+	if err != nil {
+		return nil, fmt.Errorf("dial netfilter netlink: %w", err)
+	}
+	rc, err := nl.SyscallConn()
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("netlink raw conn: %w", err)
+	}
+	return &sock{nl: nl, rc: rc, buf: make([]byte, recvBufSize), netns: netns}, nil
+}
+
+func (s *sock) Close() error { return s.nl.Close() }
+
+// interrupt makes a blocked read return (ctx cancellation).
+func (s *sock) interrupt() { _ = s.nl.SetReadDeadline(time.Unix(1, 0)) }
+
+// redial replaces a socket left in the middle of a dump.
+func (s *sock) redial() error {
+	n, err := dialSock(s.netns)
+	if err != nil {
+		return err
+	}
+	s.nl.Close()
+	s.nl, s.rc, s.dirty = n.nl, n.rc, false
+	return nil
+}
+
+// msgHeader is a received nlmsghdr.
+type msgHeader struct {
+	Len   uint32
+	Type  uint16
+	Flags uint16
+	Seq   uint32
+	Pid   uint32
+}
+
+// request sends one ctnetlink request and calls fn with each entry of the
+// reply until NLMSG_DONE (dumps) or the first entry (single gets). fn may
+// return errStop to end early. A kernel error is returned as a
+// syscall.Errno wrapped in *kernelError.
+func (s *sock) request(ctx context.Context, m netlink.Message, fn func(h msgHeader, data []byte) error) error {
+	if s.dirty {
+		if err := s.redial(); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sent, err := s.nl.Send(m)
+	if err != nil {
+		return fmt.Errorf("send ctnetlink request: %w", err)
+	}
+	dump := m.Header.Flags&netlink.Dump == netlink.Dump
+	s.dirty = true
+	for {
+		n, err := s.recv(ctx)
+		if err != nil {
+			return err
+		}
+		b := s.buf[:n]
+		for len(b) >= nlmsgHdrLen {
+			h := msgHeader{
+				Len:   binary.NativeEndian.Uint32(b[0:4]),
+				Type:  binary.NativeEndian.Uint16(b[4:6]),
+				Flags: binary.NativeEndian.Uint16(b[6:8]),
+				Seq:   binary.NativeEndian.Uint32(b[8:12]),
+				Pid:   binary.NativeEndian.Uint32(b[12:16]),
+			}
+			if h.Len < nlmsgHdrLen || int(h.Len) > len(b) {
+				return fmt.Errorf("%w: message length %d of %d bytes", errMalformed, h.Len, len(b))
+			}
+			data := b[nlmsgHdrLen:h.Len]
+			next := int((h.Len + 3) &^ 3)
+			if next > len(b) {
+				next = len(b)
+			}
+			b = b[next:]
+			if h.Seq != sent.Header.Sequence {
+				continue // a reply to an earlier request
+			}
+			switch {
+			case h.Type == nlmsgDone:
+				s.dirty = false
+				if len(data) >= 4 {
+					if e := int32(binary.NativeEndian.Uint32(data)); e < 0 {
+						return &kernelError{errno: syscall.Errno(-e)}
+					}
+				}
+				return nil
+			case h.Type == nlmsgError:
+				if len(data) < 4 {
+					return fmt.Errorf("%w: short NLMSG_ERROR", errMalformed)
+				}
+				e := int32(binary.NativeEndian.Uint32(data))
+				if e == 0 {
+					continue // an acknowledgement
+				}
+				s.dirty = false
+				return &kernelError{errno: syscall.Errno(-e)}
+			case h.Type>>8 != nfnlSubsysCTNetlink:
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(h, data); err != nil {
+				return err
+			}
+			if !dump {
+				s.dirty = false
+				return nil
+			}
+		}
+	}
+}
+
+// recv reads one datagram into s.buf, waiting in the runtime poller (so
+// interrupt and read deadlines apply).
+func (s *sock) recv(ctx context.Context) (int, error) {
+	var n, rflags int
+	var rerr error
+	err := s.rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, rflags, _, rerr = unix.Recvmsg(int(fd), s.buf, nil, unix.MSG_DONTWAIT)
+			if !errors.Is(rerr, unix.EINTR) {
+				break
+			}
+		}
+		return !errors.Is(rerr, unix.EAGAIN)
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("read ctnetlink: %w", err)
+	}
+	if rflags&unix.MSG_TRUNC != 0 {
+		return 0, fmt.Errorf("%w: datagram larger than %d bytes", errMalformed, len(s.buf))
+	}
+	return n, nil
+}
+
+// kernelError is an error the kernel answered a request with.
+type kernelError struct{ errno syscall.Errno }
+
+func (e *kernelError) Error() string { return "ctnetlink: " + e.errno.Error() }
+func (e *kernelError) Unwrap() error { return e.errno }
+
+// ctMessage builds a ctnetlink request: nfgenmsg (family, version 0,
+// res_id 0) followed by attrs.
+func ctMessage(msgType uint8, flags netlink.HeaderFlags, family uint8, attrs []byte) netlink.Message {
+	data := make([]byte, nfgenmsgLen, nfgenmsgLen+len(attrs))
+	data[0] = family
+	data = append(data, attrs...)
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(nfnlSubsysCTNetlink<<8 | uint16(msgType)),
+			Flags: flags,
+		},
+		Data: data,
+	}
+}
+
+// dumpRequest is a dump of family (0: both) the kernel filters by sel
+// when sel is not nil.
+//
+// The filter (ctnetlink_alloc_filter) is CTA_FILTER {CTA_FILTER_ORIG_FLAGS
+// or CTA_FILTER_REPLY_FLAGS: u32 in host order} naming the fields to
+// compare, with their values in CTA_TUPLE_ORIG or CTA_TUPLE_REPLY (big
+// endian, like every ctnetlink value). Ports need CTA_FILTER_F_PROTO_NUM
+// (ctnetlink_parse_tuple_filter), and the kernel compares them for TCP and
+// UDP only (ctnetlink_filter_match_tuple).
+func dumpRequest(family uint8, sel *selection) (netlink.Message, error) {
+	if sel == nil {
+		return ctMessage(ipctnlMsgCTGet, netlink.Request|netlink.Dump, family, nil), nil
+	}
+	var flags uint32
+	tupleType, flagsType := uint16(ctaTupleOrig), uint16(ctaFilterOrigFlags)
+	ipType, portType := uint16(ctaIPv4Dst), uint16(ctaProtoDstPort)
+	switch sel.field {
+	case origDst:
+		flags = filterIPDst
+	case replySrc:
+		tupleType, flagsType = ctaTupleReply, ctaFilterReplyFlags
+		ipType, portType = ctaIPv4Src, ctaProtoSrcPort
+		flags = filterIPSrc
+	case origSrc:
+		ipType, portType = ctaIPv4Src, ctaProtoSrcPort
+		flags = filterIPSrc
+	}
+	if sel.addr.Is6() {
+		ipType += ctaIPv6Src - ctaIPv4Src
+	}
+	withPort := sel.port != 0 && sel.kernelPart().port != 0
+	if sel.proto != 0 {
+		flags |= filterProtoNum
+		if withPort {
+			if portType == ctaProtoSrcPort {
+				flags |= filterSrcPort
+			} else {
+				flags |= filterDstPort
+			}
+		}
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.Nested(tupleType, func(t *netlink.AttributeEncoder) error {
+		t.Nested(ctaTupleIP, func(ip *netlink.AttributeEncoder) error {
+			ip.Bytes(ipType, sel.addr.AsSlice())
+			return nil
+		})
+		if sel.proto != 0 {
+			t.Nested(ctaTupleProto, func(p *netlink.AttributeEncoder) error {
+				p.Uint8(ctaProtoNum, sel.proto)
+				if withPort {
+					p.Bytes(portType, binary.BigEndian.AppendUint16(nil, sel.port))
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	ae.Nested(ctaFilter, func(f *netlink.AttributeEncoder) error {
+		f.Uint32(flagsType, flags) // NLA_U32, host order
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		return netlink.Message{}, err
+	}
+	return ctMessage(ipctnlMsgCTGet, netlink.Request|netlink.Dump, family, attrs), nil
+}
+
+// getRequest asks for the one entry whose original tuple is
+// proto src -> dst (IPCTNL_MSG_CT_GET without NLM_F_DUMP: the kernel
+// parses the whole tuple, ctnetlink_get_conntrack).
+func getRequest(proto uint8, src, dst netip.AddrPort) (netlink.Message, error) {
+	family := uint8(afInet)
+	srcType, dstType := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+	if src.Addr().Is6() {
+		family, srcType, dstType = afInet6, ctaIPv6Src, ctaIPv6Dst
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
+		t.Nested(ctaTupleIP, func(ip *netlink.AttributeEncoder) error {
+			ip.Bytes(srcType, src.Addr().AsSlice())
+			ip.Bytes(dstType, dst.Addr().AsSlice())
+			return nil
+		})
+		t.Nested(ctaTupleProto, func(p *netlink.AttributeEncoder) error {
+			p.Uint8(ctaProtoNum, proto)
+			p.Bytes(ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, src.Port()))
+			p.Bytes(ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, dst.Port()))
+			return nil
+		})
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		return netlink.Message{}, err
+	}
+	return ctMessage(ipctnlMsgCTGet, netlink.Request, family, attrs), nil
+}
