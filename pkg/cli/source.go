@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -100,6 +101,9 @@ func (o *SvcpathOptions) collectLive(ctx context.Context) (*snapshot.Snapshot, e
 		Timeout:    o.Timeout,
 		KeepProbe:  o.KeepProbe,
 		Progress:   prog.Set,
+		// The agent gives up a little before the plugin does, so that a
+		// slow node still returns what it read.
+		Command: append(append([]string{}, probe.DefaultCommand...), "-timeout", agentTimeout(o.Timeout).String()),
 	}
 	reqFor := func(node string) *agentapi.Request {
 		req := apiread.BuildRequest(&res.Objects, res.Service, node, o.Full)
@@ -122,7 +126,10 @@ func (o *SvcpathOptions) collectLive(ctx context.Context) (*snapshot.Snapshot, e
 			continue
 		}
 		if r.Err != nil {
-			failed = append(failed, fmt.Errorf("node %s: %w", node, r.Err))
+			if !strings.Contains(r.Err.Error(), node) {
+				r.Err = fmt.Errorf("node %s: %w", node, r.Err)
+			}
+			failed = append(failed, r.Err)
 			continue
 		}
 		n, unknown := snapshot.NodeFromDocument(node, r.Doc)
@@ -141,7 +148,7 @@ func (o *SvcpathOptions) collectLive(ctx context.Context) (*snapshot.Snapshot, e
 	switch {
 	case len(failed) > 0 && len(snap.Nodes) == 0:
 		if len(failed) == 1 {
-			return nil, errors.Unwrap(failed[0])
+			return nil, failed[0]
 		}
 		return nil, errors.Join(failed...)
 	case len(failed) > 0:
@@ -230,4 +237,15 @@ func (o *SvcpathOptions) currentContext() (string, error) {
 		return "", err
 	}
 	return raw.CurrentContext, nil
+}
+
+// agentTimeout is the agent's own collection deadline for a probe timeout:
+// what is left after the pod has started, with a margin for reading the
+// result back.
+func agentTimeout(probeTimeout time.Duration) time.Duration {
+	t := probeTimeout * 3 / 4
+	if t < 5*time.Second {
+		t = 5 * time.Second
+	}
+	return t.Round(time.Second)
 }

@@ -162,7 +162,7 @@ func (e *TimeoutError) Error() string {
 	if e.NodeNotReady != "" {
 		fmt.Fprintf(&b, "; node %s is not ready: %s", e.Node, e.NodeNotReady)
 	}
-	b.WriteString("; raise --probe-timeout if the node is slow")
+	b.WriteString("; raise --timeout if the node is slow")
 	writeEvents(&b, e.Events)
 	return b.String()
 }
@@ -211,7 +211,7 @@ func (e *DeadlineError) Error() string {
 	if e.Message != "" {
 		s += " (" + e.Message + ")"
 	}
-	return s + "; raise --probe-deadline if the node is slow"
+	return s + "; raise --timeout if the node is slow (the deadline is at least the timeout)"
 }
 
 // DocumentError is the agent's output not being a document this plugin
@@ -236,7 +236,7 @@ type DeleteError struct {
 }
 
 func (e *DeleteError) Error() string {
-	return fmt.Sprintf("probe pod %s/%s was left behind: %v; remove it with kubectl -n %s delete pod %s",
+	return fmt.Sprintf("probe pod %s/%s was left behind: %v; remove it with kubectl -n %s delete pod %s, or kubectl svcpath cleanup",
 		e.Namespace, e.Pod, e.Err, e.Namespace, e.Pod)
 }
 

@@ -240,7 +240,10 @@ func (h *harness) set(name string, mutate func(*corev1.Pod)) *corev1.Pod {
 	pod.ResourceVersion = fmt.Sprint(h.rv)
 	h.mu.Unlock()
 	if err := h.cs.Tracker().Update(podsGVR, pod, testNS); err != nil {
-		h.t.Errorf("update pod: %v", err)
+		if !apierrors.IsNotFound(err) {
+			h.t.Errorf("update pod: %v", err)
+		}
+		return nil
 	}
 	return pod.DeepCopy()
 }
@@ -387,4 +390,23 @@ func docJSON(node string) string {
 	return `I0101 agent starting` + "\n" +
 		`{"apiVersion":"` + agentapi.APIVersion + `","kind":"` + agentapi.KindDocument + `","node":"` + node +
 		`","collectedAt":"2025-01-01T00:00:00Z","durationMillis":12,"partial":true,"files":{"ip-route":"default via 10.0.0.1"}}` + "\n"
+}
+
+// manualTimeout makes the run's timeout fire when the returned function
+// is called instead of on the clock, for deterministic timeout tests.
+func manualTimeout(cfg *Config) (fire func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	cfg.withTimeout = func(ctx context.Context, _ time.Duration, cause error) (context.Context, context.CancelFunc) {
+		c, cancel := context.WithCancelCause(ctx)
+		go func() {
+			select {
+			case <-ch:
+				cancel(cause)
+			case <-c.Done():
+			}
+		}()
+		return c, func() { cancel(context.Canceled) }
+	}
+	return func() { once.Do(func() { close(ch) }) }
 }

@@ -9,7 +9,7 @@
 // get, watch and delete on pods, and get on pods/log; optionally get on
 // nodes (to tell a missing node from a slow one) and list on events (to
 // explain a pod that never started). Cleanup needs list and delete on pods.
-// docs/rbac.yaml holds a Role with exactly these.
+// The svcpath-probe Role of docs/rbac.yaml grants these.
 package probe
 
 import (
@@ -135,8 +135,11 @@ type Config struct {
 	// must be a valid label value.
 	RunID string
 	// Progress, when set, is told each phase change of a node's run:
-	// "creating", "scheduling", "pulling image IMAGE", "starting",
-	// "collecting", "reading result", "deleting", and "kept NS/POD" with
+	// "creating" (before the create request), "scheduling" (the node's
+	// kubelet has not admitted the pod yet), "pulling image IMAGE" (the
+	// container waits in ContainerCreating: mostly the image pull, which
+	// the kubelet reports only in events), "starting", "collecting" (the
+	// agent runs), "reading result", "deleting", and "kept NS/POD" with
 	// KeepProbe. It is called from Run's goroutine; under RunAll from
 	// several at once, so it must be safe for concurrent use.
 	Progress func(node, status string)
@@ -148,10 +151,12 @@ type Config struct {
 	// whose GetLogs always answers "fake logs".
 	Logs LogsFunc
 
-	// Test knobs: the first delay between failed watches (0: 50ms) and
-	// the log cap (0: MaxLogBytes).
+	// Test knobs: the first delay between failed watches (0: 50ms), the
+	// log cap (0: MaxLogBytes), and the run's timeout context (nil:
+	// context.WithTimeoutCause).
 	watchBackoff time.Duration
 	maxLog       int64
+	withTimeout  func(context.Context, time.Duration, error) (context.Context, context.CancelFunc)
 }
 
 // withDefaults fills in the defaults.
@@ -185,6 +190,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.maxLog <= 0 {
 		cfg.maxLog = MaxLogBytes
+	}
+	if cfg.withTimeout == nil {
+		cfg.withTimeout = context.WithTimeoutCause
 	}
 	return cfg
 }

@@ -95,7 +95,7 @@ func Run(ctx context.Context, c kubernetes.Interface, cfg Config, node string, r
 		return nil, err
 	}
 	r := &runner{parent: ctx, c: c, cfg: cfg, node: node, pods: c.CoreV1().Pods(cfg.Namespace)}
-	runCtx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, errRunTimeout)
+	runCtx, cancel := cfg.withTimeout(ctx, cfg.Timeout, errRunTimeout)
 	defer cancel()
 
 	defer func() {

@@ -418,13 +418,15 @@ func TestRunTimeout(t *testing.T) {
 		if err := h.cs.Tracker().Add(readyNode("worker-1", corev1.ConditionFalse)); err != nil {
 			t.Fatal(err)
 		}
+		cfg := h.cfg()
+		cfg.Timeout = 90 * time.Second
+		fire := manualTimeout(&cfg)
 		h.script = func(w *testWatch, pod *corev1.Pod, n int) {
 			h.addEvent(pod.Name, "Warning", "FailedCreatePodSandBox", "failed to create pod sandbox: rpc error", time.Now())
 			h.play(w, pod.Name, waiting("ContainerCreating", ""))
+			fire()
 			<-w.done
 		}
-		cfg := h.cfg()
-		cfg.Timeout = 200 * time.Millisecond
 		_, err := Run(context.Background(), h.client, cfg, "worker-1", nil)
 		var te *TimeoutError
 		if !errors.As(err, &te) || te.Phase != "Pending" {
@@ -434,10 +436,10 @@ func TestRunTimeout(t *testing.T) {
 			t.Errorf("errors.Is: %v", err)
 		}
 		for _, w := range []string{
-			"stayed Pending on node worker-1 for 200ms (pulling image registry.example/svcpath-agent:v9)",
+			"stayed Pending on node worker-1 for 1m30s (pulling image registry.example/svcpath-agent:v9)",
 			"container waiting: ContainerCreating",
 			"node worker-1 is not ready: Ready=False KubeletNotReady: PLEG is not healthy",
-			"--probe-timeout",
+			"raise --timeout",
 			"events:\n  Warning FailedCreatePodSandBox: failed to create pod sandbox: rpc error",
 		} {
 			if !strings.Contains(err.Error(), w) {
@@ -448,15 +450,16 @@ func TestRunTimeout(t *testing.T) {
 	})
 	t.Run("running", func(t *testing.T) {
 		h := newHarness(t, "worker-1")
+		cfg := h.cfg()
+		fire := manualTimeout(&cfg)
 		h.script = func(w *testWatch, pod *corev1.Pod, n int) {
 			h.play(w, pod.Name, running)
+			fire()
 			<-w.done
 		}
-		cfg := h.cfg()
-		cfg.Timeout = 200 * time.Millisecond
 		_, err := Run(context.Background(), h.client, cfg, "worker-1", nil)
 		var te *TimeoutError
-		if !errors.As(err, &te) || !strings.Contains(err.Error(), "the agent on node worker-1 did not finish within 200ms (collecting)") {
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "the agent on node worker-1 did not finish within 5s (collecting)") {
 			t.Fatalf("err = %v", err)
 		}
 		checkDeleted(t, h)
@@ -465,14 +468,32 @@ func TestRunTimeout(t *testing.T) {
 		h := newHarness(t, "worker-1")
 		h.script = func(w *testWatch, pod *corev1.Pod, n int) { h.play(w, pod.Name, succeeded) }
 		cfg := h.cfg()
-		cfg.Timeout = 200 * time.Millisecond
+		fire := manualTimeout(&cfg)
 		cfg.Logs = func(ctx context.Context, _ kubernetes.Interface, _, _ string, _ *corev1.PodLogOptions) (io.ReadCloser, error) {
+			fire()
 			return ctxReader{ctx}, nil
 		}
 		_, err := Run(context.Background(), h.client, cfg, "worker-1", nil)
 		var te *TimeoutError
 		if !errors.As(err, &te) || te.Status != "reading result" {
 			t.Fatalf("err = %v", err)
+		}
+		checkDeleted(t, h)
+	})
+	// The real clock: a pod that never changes times out at cfg.Timeout.
+	t.Run("clock", func(t *testing.T) {
+		h := newHarness(t, "worker-1")
+		h.script = func(w *testWatch, pod *corev1.Pod, n int) { <-w.done }
+		cfg := h.cfg()
+		cfg.Timeout = 5 * time.Millisecond
+		start := time.Now()
+		_, err := Run(context.Background(), h.client, cfg, "worker-1", nil)
+		var te *TimeoutError
+		if !errors.As(err, &te) || te.Timeout != 5*time.Millisecond || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v", err)
+		}
+		if d := time.Since(start); d < 5*time.Millisecond {
+			t.Errorf("timed out after %s", d)
 		}
 		checkDeleted(t, h)
 	})
@@ -574,7 +595,7 @@ func TestRunDeadlineExceeded(t *testing.T) {
 	}
 	created, _, _ := h.snapshot()
 	want := "the kubelet stopped probe pod kube-system/" + created[0].Name +
-		" on node worker-1 after its active deadline of 2m0s (Pod was active on the node longer than the specified deadline); raise --probe-deadline if the node is slow"
+		" on node worker-1 after its active deadline of 2m0s (Pod was active on the node longer than the specified deadline); raise --timeout if the node is slow (the deadline is at least the timeout)"
 	if err.Error() != want {
 		t.Errorf("message\n%s\nwant\n%s", err, want)
 	}

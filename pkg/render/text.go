@@ -313,6 +313,46 @@ func (t *textWriter) node(n *report.Node, all []report.Finding) {
 	for _, p := range n.Ports {
 		t.port(&p)
 	}
+	if len(n.Verified) > 0 {
+		t.verified(n.Verified)
+	}
+}
+
+// verified prints the real connections of --verify, each with what
+// conntrack saw and whether it matches the rules.
+func (t *textWriter) verified(vs []report.Verified) {
+	t.line(indentField, t.st.subhead.Render("verified"), t.st.label.Render(" · real connections made by the agent"))
+	for _, v := range vs {
+		mark, style := "✓", t.st.good
+		if !v.Agrees {
+			mark, style = "✗", t.st.bad
+		}
+		t.line(indentEntry, style.Render(mark), " ", v.Label)
+		var facts []string
+		if v.Connected {
+			f := fmt.Sprintf("connected from %s to %s", v.Source, v.Target)
+			if v.Micros > 0 {
+				f += fmt.Sprintf(" in %.1f ms", float64(v.Micros)/1000)
+			}
+			facts = append(facts, f)
+		} else {
+			facts = append(facts, "did not connect: "+v.Error)
+		}
+		if v.DNAT != "" {
+			facts = append(facts, "DNAT to "+v.DNAT)
+		} else if v.Conntrack != "" {
+			facts = append(facts, "no DNAT")
+		}
+		if v.SNAT != "" {
+			facts = append(facts, "SNAT to "+v.SNAT)
+		} else if v.Conntrack != "" {
+			facts = append(facts, "no SNAT")
+		}
+		t.line(indentEntry+2, strings.Join(facts, ", "))
+		if !v.Agrees {
+			t.line(indentEntry+2, t.st.bad.Render("differs from the rules: "), v.Disagreement)
+		}
+	}
 }
 
 func (t *textWriter) port(p *report.Port) {

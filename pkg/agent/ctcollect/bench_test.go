@@ -10,8 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,6 +159,7 @@ func BenchmarkCollectOneService(b *testing.B) {
 		b.ReportAllocs()
 		var st agentapi.ConntrackStats
 		var info runInfo
+		peak := watchHeap()
 		for b.Loop() {
 			var err error
 			st, info, err = collect(context.Background(), opts, io.Discard)
@@ -163,6 +167,7 @@ func BenchmarkCollectOneService(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64(peak())/(1<<20), "peak-heap-MiB")
 		if st.Flows != wantFlows {
 			b.Errorf("Flows=%d, want %d", st.Flows, wantFlows)
 		}
@@ -177,10 +182,45 @@ func BenchmarkCollectOneService(b *testing.B) {
 	b.Run("kernel-filtered", func(b *testing.B) {
 		run(b, Options{NetNS: fd, Targets: benchService}, service)
 	})
+	b.Run("clusterIP-only", func(b *testing.B) {
+		run(b, Options{NetNS: fd, Targets: benchService[:1]}, 24)
+	})
 	b.Run("go-filtered", func(b *testing.B) {
 		run(b, Options{NetNS: fd, Targets: benchService, noKernelFilter: true}, service)
 	})
 	b.Run("all", func(b *testing.B) {
 		run(b, Options{NetNS: fd, All: true, Limit: -1}, total)
 	})
+}
+
+// watchHeap samples the live heap every few milliseconds until the
+// returned function is called, which reports the largest sample: what a
+// collection holds at once, against B/op which counts every allocation.
+func watchHeap() func() uint64 {
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	runtime.GC()
+	go func() {
+		defer close(done)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(stop)
+		<-done
+		return peak.Load()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,10 +42,17 @@ type Options struct {
 }
 
 // maxFilteredDumps bounds the kernel-filtered dumps of one address family.
-// Each walks the whole hash table in the kernel (about 15 ms at 262,144
-// entries, against about 0.3 s for reading the whole table once), so past
-// this many selections one unfiltered dump filtered in Go is cheaper.
-const maxFilteredDumps = 24
+// A filtered dump still walks the whole hash table in the kernel: at
+// 262,144 entries one walk took about 60 ms on the benchmark's machine,
+// one unfiltered dump read and filtered in Go about 600 ms, so past about
+// ten selections the unfiltered dump is as cheap, and past this many it is
+// cheaper even with dumps running concurrently.
+const maxFilteredDumps = 12
+
+// maxParallelDumps caps the filtered dumps run at once (one socket each).
+// Concurrent walks gained only 5-10% on the benchmark's two vCPUs; machines
+// with more cores and memory bandwidth gain more.
+const maxParallelDumps = 4
 
 // Collect writes the flows of opts.Targets to w as `conntrack -L` lines,
 // one per flow, deduplicated by conntrack id, at most opts.Limit of them,
@@ -58,10 +66,15 @@ const maxFilteredDumps = 24
 // source port) and the flows whose original source is the address (the
 // endpoint's own outgoing and hairpin connections, any port and protocol).
 //
-// Each selection is one dump the kernel filters (CTA_FILTER); the same
-// selection is applied again in Go, and a kernel that does not filter is
-// detected and its dump filtered in Go for every selection at once
-// (KernelFiltered is then false). ctx cancellation interrupts the dump
+// Each selection is one dump the kernel filters (CTA_FILTER, Linux 5.8+;
+// reply-tuple filters only from 5.15), up to maxParallelDumps of them at
+// once on sockets of their own. The same selection is applied again in
+// Go. When the kernel's filtering cannot be used or trusted (an older
+// kernel, one that answers without NLM_F_DUMP_FILTERED or with entries the
+// filter should have dropped, IPv6 addresses, see filteredDumps) or when an
+// address family has more than maxFilteredDumps selections, the family is
+// read in one unfiltered dump filtered in Go for all its selections at
+// once, and KernelFiltered is false. ctx cancellation interrupts the dumps
 // between messages and while waiting for the kernel.
 //
 // A returned error means something failed: w may then hold a part of the
@@ -102,7 +115,9 @@ func collect(ctx context.Context, opts Options, w io.Writer) (agentapi.Conntrack
 	return st, c.info, errors.Join(err, statsErr)
 }
 
-// collector writes the selected flows of one Collect call.
+// collector writes the selected flows of one Collect call. Only the
+// goroutine that runs run touches it; filtered dumps run concurrently and
+// hand it their entries (filteredDumps).
 type collector struct {
 	w         *bufio.Writer
 	limit     int
@@ -131,18 +146,14 @@ func (c *collector) run(ctx context.Context, opts Options) error {
 		}
 		c.seen = make(map[flowKey]struct{})
 	}
-	s, err := dialSock(opts.NetNS)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, s.interrupt)
-	defer stop()
-
 	if opts.All {
-		return c.fullDump(ctx, s, 0, nil)
+		return c.fullDump(ctx, opts.NetNS, 0, nil)
 	}
 	caps := kernelCapabilities()
+	parallel := min(max(runtime.GOMAXPROCS(0), 1), maxParallelDumps)
 	for _, fam := range []uint8{afInet, afInet6} {
 		if c.truncated {
 			return nil
@@ -157,18 +168,18 @@ func (c *collector) run(ctx context.Context, opts Options) error {
 			continue
 		}
 		if opts.noKernelFilter || len(fs) > maxFilteredDumps || !caps.canFilter(fs) {
-			if err := c.fullDump(ctx, s, fam, fs); err != nil {
+			if err := c.fullDump(ctx, opts.NetNS, fam, fs); err != nil {
 				return err
 			}
 			continue
 		}
-		covered, err := c.filteredDumps(ctx, s, fam, fs)
+		covered, err := c.filteredDumps(ctx, opts.NetNS, fam, fs, parallel)
 		if err != nil {
 			return err
 		}
 		if !covered && !c.truncated {
 			c.info.fallback = true
-			if err := c.fullDump(ctx, s, fam, fs); err != nil {
+			if err := c.fullDump(ctx, opts.NetNS, fam, fs); err != nil {
 				return err
 			}
 		}
@@ -176,9 +187,29 @@ func (c *collector) run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// filteredDumps runs one kernel-filtered dump per selection. It reports
+// entry is a selected flow a dump hands to the collector: its key and its
+// line (or a comment line when it could not be decoded).
+type entry struct {
+	key  flowKey
+	line []byte
+	flow bool
+}
+
+// dumpOutcome is how one filtered dump ended.
+type dumpOutcome int
+
+const (
+	dumpDone       dumpOutcome = iota // the kernel filtered; every entry was read
+	dumpWhole                         // the kernel ignored the filter: the whole family was read and filtered in Go
+	dumpUnreliable                    // the kernel's filter cannot be trusted
+	dumpCanceled                      // stopped because another dump made it useless
+)
+
+// filteredDumps runs one kernel-filtered dump per selection, up to parallel
+// at once, each on its own socket, and writes what they select. It reports
 // covered=false when the kernel's filtering cannot be trusted and a whole
-// dump of the family must be read instead.
+// dump of the family must be read instead: an entry that does not match
+// its filter, or a filter the kernel refuses.
 //
 // Filtering on IPv6 addresses is inverted in the kernel (at least up to
 // Linux 6.18, ctnetlink_filter_match_tuple drops the entries whose address
@@ -186,59 +217,178 @@ func (c *collector) run(ctx context.Context, opts Options) error {
 // equality), so an IPv6 filter is trusted only once a dump returned an
 // entry that matches it; a dump that returned nothing proves nothing, and
 // if no dump of the family proved the filter, a whole dump is read.
-func (c *collector) filteredDumps(ctx context.Context, s *sock, fam uint8, fs []selection) (covered bool, err error) {
-	proven := fam == afInet
+func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs []selection, parallel int) (covered bool, err error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	entries := make(chan entry, 64)
+	type done struct {
+		outcome  dumpOutcome
+		received int
+		proven   bool
+		err      error
+	}
+	results := make(chan done, len(fs))
+	sem := make(chan struct{}, parallel)
+	now := c.now
 	for i := range fs {
-		sel := &fs[i]
-		kern := sel.kernelPart()
-		req, err := dumpRequest(fam, &kern)
-		if err != nil {
-			return false, err
-		}
-		c.info.filteredDumps++
-		whole := false // the kernel ignored the filter: this is a whole dump
-		err = s.request(ctx, req, func(h msgHeader, data []byte) error {
-			c.info.received++
-			if err := scanMessage(data, &c.mi); err != nil {
-				return err
+		go func(sel selection) {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-wctx.Done():
+				results <- done{outcome: dumpCanceled}
+				return
 			}
-			if h.Flags&nlmFDumpFiltd == 0 {
+			o, n, proven, err := filteredDump(wctx, netns, fam, sel, fs, now, entries)
+			results <- done{o, n, proven, err}
+		}(fs[i])
+	}
+
+	proven := fam == afInet
+	whole, unreliable := false, false
+	var firstErr error
+	for pending := len(fs); pending > 0; {
+		select {
+		case e := <-entries:
+			if c.truncated {
+				continue
+			}
+			if err := c.accept(e); errors.Is(err, errStop) {
+				cancel()
+			} else if err != nil && firstErr == nil {
+				firstErr = err
+				cancel()
+			}
+		case d := <-results:
+			pending--
+			c.info.received += d.received
+			proven = proven || d.proven
+			switch {
+			case d.outcome == dumpCanceled:
+			case d.err != nil:
+				if errors.Is(d.err, context.Canceled) && ctx.Err() == nil {
+					break // canceled by this collection, not by the caller
+				}
+				if firstErr == nil {
+					firstErr = d.err
+				}
+				cancel()
+			case d.outcome == dumpWhole:
+				// That dump held the whole family and was filtered
+				// in Go for every selection: the others are moot.
 				whole = true
+				c.info.fullDumps++
+				cancel()
+			case d.outcome == dumpUnreliable:
+				unreliable = true
+				c.info.filteredDumps++
+				cancel()
+			default:
+				c.info.filteredDumps++
 			}
-			if whole {
-				return c.keepIf(h, data, matchAny(fs, &c.mi))
-			}
-			if !kern.match(&c.mi) {
-				return errUnreliable
-			}
-			proven = true
-			return c.keepIf(h, data, sel.match(&c.mi))
-		})
-		var kerr *kernelError
-		switch {
-		case errors.Is(err, errStop):
-			return true, nil
-		case errors.Is(err, errUnreliable):
-			return false, nil
-		case errors.As(err, &kerr) && (kerr.errno == syscall.EINVAL || kerr.errno == syscall.EOPNOTSUPP):
-			return false, nil // the kernel refused the filter
-		case err != nil:
-			return false, fmt.Errorf("conntrack dump (%s): %w", sel, err)
 		}
-		if whole {
-			// That dump held the whole family and was filtered in Go
-			// for every selection.
-			c.info.filteredDumps--
-			c.info.fullDumps++
-			return true, nil
+	}
+	// The dumps are over; take what they sent before they ended.
+	for len(entries) > 0 {
+		if e := <-entries; !c.truncated && firstErr == nil {
+			if err := c.accept(e); err != nil && !errors.Is(err, errStop) {
+				firstErr = err
+			}
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if firstErr != nil {
+		return false, firstErr
+	}
+	switch {
+	case c.truncated || whole:
+		return true, nil
+	case unreliable:
+		return false, nil
 	}
 	return proven, nil
 }
 
+// filteredDump runs the kernel-filtered dump of sel on a socket of its own
+// and sends the entries sel selects (all of fs when the kernel turns out
+// not to filter) to out. received counts the entries read; proven tells
+// whether one of them matched the kernel filter.
+func filteredDump(ctx context.Context, netns int, fam uint8, sel selection, fs []selection, now time.Time, out chan<- entry) (o dumpOutcome, received int, proven bool, err error) {
+	s, err := dialSock(netns)
+	if err != nil {
+		return dumpDone, 0, false, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, s.interrupt)
+	defer stop()
+
+	kern := sel.kernelPart()
+	req, err := dumpRequest(fam, &kern)
+	if err != nil {
+		return dumpDone, 0, false, err
+	}
+	var mi msgInfo
+	whole := false
+	send := func(h msgHeader, data []byte) error {
+		e := entry{key: mi.key()}
+		e.line, e.flow = formatEntry(nil, h, data, &mi, now)
+		select {
+		case out <- e:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	err = s.request(ctx, req, func(h msgHeader, data []byte) error {
+		received++
+		if err := scanMessage(data, &mi); err != nil {
+			return err
+		}
+		if h.Flags&nlmFDumpFiltd == 0 {
+			whole = true
+		}
+		if whole {
+			if !matchAny(fs, &mi) {
+				return nil
+			}
+			return send(h, data)
+		}
+		if !kern.match(&mi) {
+			return errUnreliable
+		}
+		proven = true
+		if !sel.match(&mi) {
+			return nil
+		}
+		return send(h, data)
+	})
+	var kerr *kernelError
+	switch {
+	case errors.Is(err, errUnreliable):
+		return dumpUnreliable, received, proven, nil
+	case errors.As(err, &kerr) && (kerr.errno == syscall.EINVAL || kerr.errno == syscall.EOPNOTSUPP):
+		return dumpUnreliable, received, proven, nil // the kernel refused the filter
+	case err != nil:
+		return dumpDone, received, proven, fmt.Errorf("conntrack dump (%s): %w", sel, err)
+	case whole:
+		return dumpWhole, received, proven, nil
+	}
+	return dumpDone, received, proven, nil
+}
+
 // fullDump reads every entry of family fam (0: all) and keeps those any of
 // fs selects (fs nil: all of them).
-func (c *collector) fullDump(ctx context.Context, s *sock, fam uint8, fs []selection) error {
+func (c *collector) fullDump(ctx context.Context, netns int, fam uint8, fs []selection) error {
+	s, err := dialSock(netns)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, s.interrupt)
+	defer stop()
+
 	req, err := dumpRequest(fam, nil)
 	if err != nil {
 		return err
@@ -249,7 +399,17 @@ func (c *collector) fullDump(ctx context.Context, s *sock, fam uint8, fs []selec
 		if err := scanMessage(data, &c.mi); err != nil {
 			return err
 		}
-		return c.keepIf(h, data, fs == nil || matchAny(fs, &c.mi))
+		if fs != nil && !matchAny(fs, &c.mi) {
+			return nil
+		}
+		k := c.mi.key()
+		if c.isDup(k) {
+			return nil
+		}
+		var e entry
+		c.line, e.flow = formatEntry(c.line[:0], h, data, &c.mi, c.now)
+		e.key, e.line = k, c.line
+		return c.accept(e)
 	})
 	if errors.Is(err, errStop) {
 		return nil
@@ -269,47 +429,51 @@ func matchAny(fs []selection, mi *msgInfo) bool {
 	return false
 }
 
-func (c *collector) keepIf(h msgHeader, data []byte, ok bool) error {
-	if !ok {
-		return nil
+func (c *collector) isDup(k flowKey) bool {
+	if c.seen == nil {
+		return false
 	}
-	return c.keep(h, data)
+	_, dup := c.seen[k]
+	return dup
 }
 
-// keep writes the entry c.mi was scanned from, unless it was written
-// before; at the Limit it returns errStop.
-func (c *collector) keep(h msgHeader, data []byte) error {
-	if c.seen != nil {
-		if _, dup := c.seen[c.mi.key()]; dup {
-			return nil
-		}
+// accept writes a selected entry unless it was written before; past the
+// Limit it marks the collection truncated and returns errStop.
+func (c *collector) accept(e entry) error {
+	if c.isDup(e.key) {
+		return nil
 	}
-	if c.limit >= 0 && c.written >= c.limit {
+	if e.flow && c.limit >= 0 && c.written >= c.limit {
 		c.truncated = true
 		return errStop
 	}
 	if c.seen != nil {
-		c.seen[c.mi.key()] = struct{}{}
+		c.seen[e.key] = struct{}{}
 	}
-	f, err := decodeFlow(h, data)
-	if err != nil {
-		// Keep the evidence that the entry exists: ctflow skips
-		// comment lines.
-		c.line = append(c.line[:0], "# ctcollect: undecodable conntrack entry id="...)
-		c.line = strconv.AppendUint(c.line, uint64(c.mi.id), 10)
-		c.line = append(c.line, ": "...)
-		c.line = append(c.line, strings.ReplaceAll(err.Error(), "\n", " ")...)
-		c.line = append(c.line, '\n')
-		_, err = c.w.Write(c.line)
-		return err
-	}
-	c.line = appendFlow(c.line[:0], &f, c.mi.attrs, c.now)
-	c.line = append(c.line, '\n')
-	if _, err := c.w.Write(c.line); err != nil {
+	if _, err := c.w.Write(e.line); err != nil {
 		return fmt.Errorf("write flows: %w", err)
 	}
-	c.written++
+	if e.flow {
+		c.written++
+	}
 	return nil
+}
+
+// formatEntry appends the `conntrack -L` line (with its newline) of the
+// entry mi was scanned from to b. An entry ti-mo/conntrack cannot decode
+// becomes a comment line (ctflow skips those) that keeps the evidence it
+// exists; flow is then false.
+func formatEntry(b []byte, h msgHeader, data []byte, mi *msgInfo, now time.Time) (line []byte, flow bool) {
+	f, err := decodeFlow(h, data)
+	if err != nil {
+		b = append(b, "# ctcollect: undecodable conntrack entry id="...)
+		b = strconv.AppendUint(b, uint64(mi.id), 10)
+		b = append(b, ": "...)
+		b = append(b, strings.ReplaceAll(err.Error(), "\n", " ")...)
+		return append(b, '\n'), false
+	}
+	b = appendFlow(b, &f, mi.attrs, now)
+	return append(b, '\n'), true
 }
 
 // decodeFlow decodes one entry with ti-mo/conntrack. Entries of a dump

@@ -12,16 +12,24 @@
 //     kernel filters itself with CTA_FILTER (Linux 5.8+,
 //     net/netfilter/nf_conntrack_netlink.c ctnetlink_alloc_filter and
 //     ctnetlink_filter_match_tuple), so only matching entries cross into
-//     user space.
+//     user space. The kernel still walks its whole hash table for each
+//     such dump (about a tenth of the cost of reading the whole table), so
+//     a few dumps run concurrently, and past a dozen selections one
+//     unfiltered dump is read instead.
 //   - Dumps are read as a stream from a raw netlink socket, one datagram at
 //     a time into a reused buffer. Each message's tuples are read in place;
 //     only messages that match are decoded (ti-mo/conntrack
 //     Event.Unmarshal) and formatted.
 //   - The same selection is always applied again in Go. A kernel that
 //     ignores CTA_FILTER (older than 5.8) answers with the whole table and
-//     without NLM_F_DUMP_FILTERED; the collector notices, filters that dump
-//     in Go for every selection of the address family at once, and reports
-//     KernelFiltered=false.
+//     without NLM_F_DUMP_FILTERED; one whose filter is wrong sends entries
+//     that do not match (the IPv6 address comparison is inverted up to at
+//     least Linux 6.18). The collector notices either, reads the address
+//     family in one unfiltered dump filtered in Go for all its selections
+//     at once, and reports KernelFiltered=false.
+//
+// The lines are those conntrack -L prints (see FormatFlow for the layout),
+// compared field for field with conntrack-tools 1.4.7 by the kernel tests.
 //
 // Flows are deduplicated by conntrack id across selections, and at most
 // Options.Limit are written.

@@ -8,27 +8,6 @@ import (
 	"github.com/ti-mo/conntrack"
 )
 
-// The `conntrack -L` line layout, as libnetfilter_conntrack 1.0.9
-// (src/conntrack/snprintf_default.c __snprintf_conntrack_default) prints
-// it for conntrack-tools 1.4.7 without -o options:
-//
-//	%-8s %u     protocol name and number
-//	%u          timeout, when the kernel sent one
-//	STATE       TCP, SCTP or DCCP state, when the kernel sent protoinfo
-//	src= dst=   original tuple, then sport= dport= (ports), srckey= dstkey=
-//	            (GRE, 0x%x) or type= code= id= (ICMP), zone-orig=,
-//	            packets= bytes= (with nf_conntrack_acct)
-//	[UNREPLIED] no IPS_SEEN_REPLY
-//	src= dst=   reply tuple, the same fields, zone-reply=
-//	[HW_OFFLOAD] | [OFFLOAD] | [ASSURED]
-//	mark= secmark= secctx= zone= delta-time= helper= use=
-//
-// Single spaces separate the fields; there is no trailing space. This
-// package leaves out secctx= (SELinux contexts, absent on Kubernetes nodes
-// that do not label conntrack) and labels= (printed only with a
-// connlabel.conf, absent from conntrack's default install); id= is -o id
-// only.
-
 // statusHWOffload is IPS_HW_OFFLOAD, which ti-mo/conntrack does not name.
 const statusHWOffload conntrack.Status = 1 << 15
 
@@ -65,7 +44,27 @@ func protoName(p uint8) string {
 	return "unknown"
 }
 
-// FormatFlow renders f as one `conntrack -L` line (without a newline).
+// FormatFlow renders f as one `conntrack -L` line (without a newline), the
+// way libnetfilter_conntrack 1.0.9 (src/conntrack/snprintf_default.c
+// __snprintf_conntrack_default) prints it for conntrack-tools 1.4.7
+// without -o options:
+//
+//	%-8s %u     protocol name and number
+//	%u          timeout, when the kernel sent one
+//	STATE       TCP, SCTP or DCCP state, when the kernel sent protoinfo
+//	src= dst=   original tuple, then sport= dport= (ports), srckey= dstkey=
+//	            (GRE, 0x%x) or type= code= id= (ICMP), zone-orig=,
+//	            packets= bytes= (with nf_conntrack_acct)
+//	[UNREPLIED] no IPS_SEEN_REPLY
+//	src= dst=   reply tuple, the same fields, zone-reply=
+//	[HW_OFFLOAD] | [OFFLOAD] | [ASSURED]
+//	mark= secmark= secctx= zone= delta-time= helper= use=
+//
+// Single spaces separate the fields; there is no trailing space. secctx=
+// (SELinux contexts), secmark= (an attribute kernels no longer send) and
+// labels= (printed only with a connlabel.conf) are left out; id= is -o id
+// only.
+//
 // Fields that conntrack prints whenever the kernel sends their attribute
 // are inferred from f, which cannot tell "absent" from zero: the timeout
 // is printed unless the flow is offloaded with none left, mark= and use=

@@ -34,17 +34,13 @@ const (
 	ctaTupleOrig     = 1
 	ctaTupleReply    = 2
 	ctaStatus        = 3
-	ctaProtoInfo     = 4
-	ctaHelp          = 5
 	ctaTimeout       = 7
 	ctaMark          = 8
 	ctaCountersOrig  = 9
 	ctaCountersReply = 10
 	ctaUse           = 11
 	ctaID            = 12
-	ctaSecmark       = 17
 	ctaZone          = 18
-	ctaSecCtx        = 19
 	ctaTimestamp     = 20
 	ctaFilter        = 25
 )
@@ -53,7 +49,6 @@ const (
 const (
 	ctaTupleIP    = 1
 	ctaTupleProto = 2
-	ctaTupleZone  = 3
 
 	ctaIPv4Src = 1
 	ctaIPv4Dst = 2

@@ -12,9 +12,9 @@ import (
 	"github.com/ti-mo/netfilter"
 )
 
-// entry encodes a ctnetlink entry the way the kernel sends it (big-endian
+// encodeEntry encodes a ctnetlink entry the way the kernel sends it (big-endian
 // values, nested tuples) after a nfgenmsg.
-func entry(t *testing.T, family uint8, orig, reply tupleInfo, id uint32, extra func(ae *netlink.AttributeEncoder)) []byte {
+func encodeEntry(t *testing.T, family uint8, orig, reply tupleInfo, id uint32, extra func(ae *netlink.AttributeEncoder)) []byte {
 	t.Helper()
 	ae := netfilter.NewAttributeEncoder()
 	tuple := func(typ uint16, tu tupleInfo) {
@@ -56,7 +56,7 @@ func TestScanMessage(t *testing.T) {
 	ip := netip.MustParseAddr
 	orig := tupleInfo{src: ip("10.244.2.1"), dst: ip("10.96.0.10"), proto: protoTCP, sport: 40000, dport: 80}
 	reply := tupleInfo{src: ip("10.244.1.1"), dst: ip("10.244.2.1"), proto: protoTCP, sport: 8080, dport: 40000}
-	data := entry(t, afInet, orig, reply, 0xdeadbeef, func(ae *netlink.AttributeEncoder) {
+	data := encodeEntry(t, afInet, orig, reply, 0xdeadbeef, func(ae *netlink.AttributeEncoder) {
 		ae.Uint32(ctaMark, 7)
 		ae.Uint16(ctaZone, 3)
 	})
@@ -90,7 +90,7 @@ func TestScanMessage(t *testing.T) {
 		t.Errorf("decodeFlow: %+v", f)
 	}
 
-	v6 := entry(t, afInet6,
+	v6 := encodeEntry(t, afInet6,
 		tupleInfo{src: ip("fd00::1"), dst: ip("fd00::2"), proto: protoUDP, sport: 1, dport: 2},
 		tupleInfo{src: ip("fd00::2"), dst: ip("fd00::1"), proto: protoUDP, sport: 2, dport: 1}, 1, nil)
 	if err := scanMessage(v6, &mi); err != nil || mi.orig.dst != ip("fd00::2") || mi.family != afInet6 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // Kubelet's chains in the mangle table (Kubernetes 1.17 and later): the
@@ -16,13 +17,16 @@ const (
 	chainKubeletCanary = "KUBE-KUBELET-CANARY"
 	procIPTablesNames  = "/proc/net/ip_tables_names"
 	procIP6TablesNames = "/proc/net/ip6_tables_names"
-	countedNATBuiltins = "PREROUTING INPUT OUTPUT POSTROUTING"
-	countedWholeTables = "filter mangle raw"
-	countedDescription = "rules in the filter, mangle and raw tables and in the built-in chains of nat"
+	countedDescription = "rules in the built-in chains of nat, filter, mangle and raw"
 )
 
+// countedTables are the tables whose built-in chains' rules detection
+// counts.
+var countedTables = []string{"nat", "filter", "mangle", "raw"}
+
 // DetectBackend tells which iptables backend the node's rules are in, the
-// way kube-proxy's image decides (kubernetes-sigs/iptables-wrappers):
+// way kube-proxy's image decides (kubernetes-sigs/iptables-wrappers,
+// iptables-wrapper-installer.sh):
 //
 //  1. kubelet's KUBE-IPTABLES-HINT or KUBE-KUBELET-CANARY chain in the
 //     mangle table of iptables-nft (IPv4, then IPv6): nft;
@@ -31,19 +35,22 @@ const (
 //  3. otherwise the backend with more rules wins, nft on a tie (and when
 //     both are empty).
 //
-// It stays cheap on a node with 10,000 services: nft is asked for its
-// mangle table only (`iptables-nft -t mangle -S`, a few ms; never
-// `iptables-nft-save`, 18 s there), and the rule counts of step 3 cover the
-// rules of the filter, mangle and raw tables and of nat's built-in chains
-// (`-S` of each), not nat's service chains. Legacy tables are never created
-// by reading them (a legacy `-t TABLE` read creates TABLE in the kernel):
-// /proc/net/ip_tables_names says which exist; only those are dumped (when
-// that file cannot be read, one `iptables-legacy-save`, which dumps the
-// existing tables only, is used instead).
+// It stays cheap on a node with 10,000 services. nft is asked for the two
+// chains by name (`iptables-nft -t mangle -S KUBE-IPTABLES-HINT`, a few ms;
+// never `iptables-nft-save`, 18 s there). Step 3 counts the rules of the
+// built-in chains of nat, filter, mangle and raw (the hooks: where both
+// kube-proxy and any other user of a backend put their jumps), one `-S
+// CHAIN` each for nft, instead of every rule as the wrapper does (nat's
+// service chains are what make a full dump slow). Legacy tables are never
+// created by reading them (a legacy `-t TABLE` read creates TABLE in the
+// kernel): /proc/net/ip_tables_names (ip6_tables_names) says which exist
+// and only those are read; when that file cannot be read, one
+// `iptables-legacy-save`, which dumps the existing tables only, is used
+// instead. A legacy dump read here is reused by Collect.
 //
 // A backend whose binaries are not installed (neither iptables-nft nor an
-// "iptables" whose --version says nf_tables, and the same for legacy) is
-// not chosen; err is set when neither can be run.
+// "iptables" whose --version says nf_tables, and the same for legacy), or
+// that does not work, is not chosen; err is set when neither works.
 func DetectBackend(ctx context.Context, run Runner) (backend, reason string, err error) {
 	if run == nil {
 		return "", "", errors.New("iptcollect: no Runner")
@@ -60,24 +67,27 @@ func (s *session) detect(ctx context.Context) (backend, reason string, err error
 	var nft, legacy state
 	famName := map[bool]string{false: "IPv4", true: "IPv6"}
 
-	// 1. kubelet's chains in nft's mangle table.
-	nftMangle := map[bool][]byte{}
+	// 1. kubelet's chains in nft's mangle table: one `-S CHAIN` each (a
+	// few ms; listing the whole table costs more on a big node).
 	for _, v6 := range []bool{false, true} {
-		out, err := s.ipt(ctx, BackendNFT, v6, false, true, "-t", "mangle", "-S")
-		if ctx.Err() != nil {
-			return "", "", ctx.Err()
-		}
-		if err != nil {
-			if !errors.Is(err, ErrNotInstalled) {
-				nft.installed = true
-				nft.notes = append(nft.notes, fmt.Sprintf("%s-nft -t mangle -S: %s", family(v6), firstLine(errText(err))))
+	chains:
+		for _, c := range []string{chainIPTablesHint, chainKubeletCanary} {
+			_, err := s.ipt(ctx, BackendNFT, v6, false, false, "-t", "mangle", "-S", c)
+			if ctx.Err() != nil {
+				return "", "", ctx.Err()
 			}
-			continue
-		}
-		nft.installed, nft.usable = true, true
-		nftMangle[v6] = out
-		if c := kubeletChainS(out); c != "" {
-			return BackendNFT, fmt.Sprintf("kubelet's %s chain is in the mangle table of %s-nft (%s)", c, family(v6), famName[v6]), nil
+			switch {
+			case err == nil:
+				return BackendNFT, fmt.Sprintf("kubelet's %s chain is in the mangle table of %s-nft (%s)", c, family(v6), famName[v6]), nil
+			case errors.Is(err, ErrNotInstalled):
+				break chains
+			case classify(err) != errOther:
+				nft.installed, nft.usable = true, true // it answered: no such chain
+			default:
+				nft.installed = true
+				nft.notes = append(nft.notes, fmt.Sprintf("%s-nft -t mangle -S %s: %s", family(v6), c, firstLine(errText(err))))
+				break chains
+			}
 		}
 	}
 
@@ -147,24 +157,11 @@ func (s *session) detect(ctx context.Context) (backend, reason string, err error
 		return BackendNFT, "iptables-legacy does not work here (" + strings.Join(legacy.notes, "; ") + ")", nil
 	}
 
-	// 3. Compare rule counts, cheaply.
+	// 3. Compare the rules of the built-in chains (one `-S CHAIN` each for
+	// nft; the legacy dumps read above or one iptables-legacy-save).
 	nftCount, legacyCount := 0, 0
 	for _, v6 := range []bool{false, true} {
-		if _, ok := nftMangle[v6]; ok {
-			nftCount += countS(nftMangle[v6])
-			for _, t := range []string{"filter", "raw"} {
-				out, err := s.ipt(ctx, BackendNFT, v6, false, true, "-t", t, "-S")
-				if err == nil {
-					nftCount += countS(out)
-				}
-			}
-			for _, c := range strings.Fields(countedNATBuiltins) {
-				out, err := s.ipt(ctx, BackendNFT, v6, false, false, "-t", "nat", "-S", c)
-				if err == nil {
-					nftCount += countS(out)
-				}
-			}
-		}
+		nftCount += s.countNFTBuiltins(ctx, v6)
 		if ctx.Err() != nil {
 			return "", "", ctx.Err()
 		}
@@ -192,16 +189,6 @@ func (s *session) detect(ctx context.Context) (backend, reason string, err error
 		chainIPTablesHint, chainKubeletCanary, countedDescription, nftCount, legacyCount), nil
 }
 
-// kubeletChainS finds kubelet's chains in `iptables -S` output.
-func kubeletChainS(out []byte) string {
-	for _, c := range []string{chainIPTablesHint, chainKubeletCanary} {
-		if hasLine(out, "-N "+c) {
-			return c
-		}
-	}
-	return ""
-}
-
 // kubeletChainSave finds kubelet's chains in iptables-save output (of any
 // table: kubelet creates them in mangle).
 func kubeletChainSave(out []byte) string {
@@ -211,15 +198,6 @@ func kubeletChainSave(out []byte) string {
 		}
 	}
 	return ""
-}
-
-func hasLine(out []byte, line string) bool {
-	for _, l := range bytes.Split(out, []byte("\n")) {
-		if string(bytes.TrimRight(l, " \r")) == line {
-			return true
-		}
-	}
-	return false
 }
 
 func hasLinePrefix(out []byte, prefix string) bool {
@@ -235,7 +213,7 @@ func countS(out []byte) int {
 }
 
 // countSave counts, in iptables-save output, the rules DetectBackend
-// compares: all of filter, mangle and raw, and nat's built-in chains.
+// compares: those of the built-in chains of the counted tables.
 func countSave(out []byte) int {
 	n := 0
 	table := ""
@@ -256,8 +234,7 @@ func countSave(out []byte) int {
 				continue
 			}
 			chain := string(f[i+1])
-			if contains(strings.Fields(countedWholeTables), table) ||
-				table == "nat" && contains(strings.Fields(countedNATBuiltins), chain) {
+			if contains(countedTables, table) && isBuiltin(table, chain) {
 				n++
 			}
 		}
@@ -287,4 +264,33 @@ func firstLine(s string) string {
 		s = s[:i]
 	}
 	return s
+}
+
+// countNFTBuiltins counts the rules of the built-in chains of the counted
+// tables of nft, a few `-S CHAIN` commands at a time.
+func (s *session) countNFTBuiltins(ctx context.Context, v6 bool) int {
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		count int
+	)
+	sem := make(chan struct{}, DefaultParallel)
+	for _, t := range countedTables {
+		for _, c := range builtinChains[t] {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				out, err := s.ipt(ctx, BackendNFT, v6, false, false, "-t", t, "-S", c)
+				if err == nil {
+					mu.Lock()
+					count += countS(out)
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return count
 }

@@ -627,42 +627,42 @@ func TestFakeDetect(t *testing.T) {
 		{name: "nft-hint-v6", setup: func(f *fakeNode) {
 			f.load(t, BackendNFT, true, canary)
 			f.load(t, BackendLegacy, false, fakeNAT)
-		}, want: BackendNFT, reason: "KUBE-KUBELET-CANARY chain is in the mangle table of ip6tables-nft (IPv6)", maxCmds: 2},
+		}, want: BackendNFT, reason: "KUBE-KUBELET-CANARY chain is in the mangle table of ip6tables-nft (IPv6)", maxCmds: 4},
 		{name: "legacy-hint", setup: func(f *fakeNode) {
 			f.load(t, BackendNFT, false, fakeNAT)
 			f.load(t, BackendLegacy, false, hint)
-		}, want: BackendLegacy, reason: "iptables-legacy (IPv4)", maxCmds: 4, required: "iptables-legacy-save -t mangle"},
+		}, want: BackendLegacy, reason: "iptables-legacy (IPv4)", maxCmds: 6, required: "iptables-legacy-save -t mangle"},
 		{name: "legacy-hint-proc-unreadable", setup: func(f *fakeNode) {
 			f.load(t, BackendNFT, false, fakeNAT)
 			f.load(t, BackendLegacy, false, hint)
 			f.procUnreadable = true
-		}, want: BackendLegacy, reason: "iptables-legacy (IPv4)", maxCmds: 4, forbid: "legacy-save -t", required: "iptables-legacy-save"},
+		}, want: BackendLegacy, reason: "iptables-legacy (IPv4)", maxCmds: 6, forbid: "legacy-save -t", required: "iptables-legacy-save"},
 		{name: "count-legacy", setup: func(f *fakeNode) {
 			f.load(t, BackendLegacy, false, fakeNAT)
-		}, want: BackendLegacy, reason: "legacy 3 > nft 0", maxCmds: 20, forbid: "legacy-save -t"},
+		}, want: BackendLegacy, reason: "legacy 3 > nft 0", maxCmds: 40, forbid: "legacy-save -t"},
 		{name: "count-nft", setup: func(f *fakeNode) {
 			f.load(t, BackendNFT, false, fakeNAT)
-		}, want: BackendNFT, reason: "nft 3, legacy 0", maxCmds: 20, forbid: "legacy-save"},
-		{name: "count-tie", setup: func(f *fakeNode) {}, want: BackendNFT, reason: "nft 0, legacy 0", maxCmds: 20, forbid: "legacy-save"},
+		}, want: BackendNFT, reason: "nft 3, legacy 0", maxCmds: 40, forbid: "legacy-save"},
+		{name: "count-tie", setup: func(f *fakeNode) {}, want: BackendNFT, reason: "nft 0, legacy 0", maxCmds: 40, forbid: "legacy-save"},
 		{name: "count-ignores-service-chains", setup: func(f *fakeNode) {
 			// nft has many service rules but no hook rule; legacy has two
 			// hook rules.
 			f.load(t, BackendNFT, false, strings.NewReplacer("-A PREROUTING", "-A KUBE-X", "-A OUTPUT", "-A KUBE-X", "-A POSTROUTING", "-A KUBE-X", ":KUBE-EXT-B", ":KUBE-X - [0:0]\n:KUBE-EXT-B").Replace(fakeNAT))
 			f.load(t, BackendLegacy, false, "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n-A INPUT -j ACCEPT\nCOMMIT\n")
-		}, want: BackendLegacy, reason: "legacy 2 > nft 0", maxCmds: 20, forbid: "-t nat -S KUBE-"},
+		}, want: BackendLegacy, reason: "legacy 2 > nft 0", maxCmds: 40, forbid: "-t nat -S KUBE-"},
 		{name: "nft-not-installed", setup: func(f *fakeNode) {
 			f.notInstalled["iptables-nft"], f.notInstalled["ip6tables-nft"] = true, true
-		}, want: BackendLegacy, reason: "iptables-nft is not installed", maxCmds: 20},
+		}, want: BackendLegacy, reason: "iptables-nft is not installed", maxCmds: 40},
 		{name: "legacy-not-installed", setup: func(f *fakeNode) {
 			f.load(t, BackendLegacy, false, fakeNAT)
 			f.notInstalled["iptables-legacy"], f.notInstalled["ip6tables-legacy"] = true, true
-		}, want: BackendNFT, reason: "iptables-legacy is not installed", maxCmds: 20},
+		}, want: BackendNFT, reason: "iptables-legacy is not installed", maxCmds: 40},
 		{name: "plain-old-iptables", setup: func(f *fakeNode) {
 			f.load(t, BackendLegacy, false, fakeNAT)
 			f.notInstalled["iptables-legacy"], f.notInstalled["ip6tables-legacy"] = true, true
 			f.notInstalled["iptables-nft"], f.notInstalled["ip6tables-nft"] = true, true
 			f.plainVersion = "iptables v1.4.21"
-		}, want: BackendLegacy, reason: "iptables-nft is not installed", maxCmds: 20},
+		}, want: BackendLegacy, reason: "iptables-nft is not installed", maxCmds: 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeNode()

@@ -4,8 +4,11 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
+	"github.com/svcpath/kubectl-svcpath/pkg/kubeproxy/iptgen"
 )
 
 func TestDestFilter(t *testing.T) {
@@ -127,5 +130,59 @@ func TestRejectFastIsSafe(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRejectFastIsSafeAtScale checks the fast path on every rule of the
+// 10,000-service dump, for a NodePort service.
+func TestRejectFastIsSafeAtScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("parses 150,000 rules")
+	}
+	sc, dump, err := iptgen.GenerateScale(10000, 3, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []agentapi.Target
+	var nodePorts []agentapi.PortProto
+	for i, s := range sc.Services {
+		if s.Spec.Type != corev1.ServiceTypeNodePort {
+			continue
+		}
+		p := s.Spec.Ports[0]
+		targets = append(targets, agentapi.Target{IP: s.Spec.ClusterIP, Port: int(p.Port), Protocol: "TCP"})
+		for _, e := range sc.Slices[i].Endpoints {
+			targets = append(targets, agentapi.Target{IP: e.Addresses[0], Port: int(*sc.Slices[i].Ports[0].Port), Protocol: "TCP"})
+		}
+		nodePorts = append(nodePorts, agentapi.PortProto{Port: int(p.NodePort), Protocol: "TCP"})
+		break
+	}
+	f := newDestFilter(targets, nodePorts, false)
+	rejected, followed := 0, 0
+	for _, line := range strings.Split(string(dump), "\n") {
+		if !strings.HasPrefix(line, "-A ") {
+			continue
+		}
+		fast := f.rejectFast(line)
+		if fast {
+			rejected++
+		}
+		if fast && !strings.Contains(line, " -j KUBE-") {
+			continue // not a jump to a chain: follow() is not asked
+		}
+		r, err := iptables.ParseRule(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.follow(r) {
+			followed++
+			if fast {
+				t.Errorf("rejectFast but follow: %s", line)
+			}
+		}
+	}
+	t.Logf("%d rules rejected by the fast path, %d followed", rejected, followed)
+	if rejected < 11000 {
+		t.Errorf("the fast path rejected only %d rules", rejected)
 	}
 }

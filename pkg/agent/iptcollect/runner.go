@@ -47,8 +47,10 @@ type ExecStats struct {
 	mu sync.Mutex
 	// Commands is the number of commands run.
 	Commands int
-	// MaxRSSKiB is the largest peak resident set size of one command, in
-	// KiB (getrusage's ru_maxrss of the child).
+	// MaxRSSKiB is the largest ru_maxrss of one command, in KiB. It is an
+	// upper bound: Go starts children with CLONE_VM, and execve hands the
+	// spawning process's RSS high-water mark down to the child, so a small
+	// command shows at least the size of the process that ran it.
 	MaxRSSKiB int64
 	// User and System are the CPU times of all the commands.
 	User, System time.Duration
