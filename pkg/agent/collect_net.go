@@ -128,16 +128,17 @@ func collectConntrack(ctx context.Context, c *collection) error {
 	stats, err := ctcollect.Collect(ctx, ctcollect.Options{
 		Targets: c.req.Targets, All: c.req.Full, Limit: c.req.ConntrackLimit,
 	}, &b)
-	if err != nil {
-		return err
+	// A failure of one part (the statistics, one dump) keeps what was
+	// read: the error is reported next to it.
+	if b.Len() > 0 || err == nil {
+		c.put(fileConntrack, b.String())
 	}
-	c.put(fileConntrack, b.String())
-	js, err := marshal(stats)
-	if err != nil {
-		return err
+	if stats.Max > 0 || err == nil {
+		if js, jerr := marshal(stats); jerr == nil {
+			c.put(agentapi.FileConntrackStats, js)
+		}
 	}
-	c.put(agentapi.FileConntrackStats, js)
-	return nil
+	return err
 }
 
 // podNetns is one pod network namespace seen through /proc.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,8 @@ import (
 	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
 )
 
-// benchNamespaces are the namespaces benchmarks created; TestMain deletes
-// any a benchmark's own cleanup did not.
+// benchNamespaces are the namespaces benchmarks created and did not delete
+// yet; TestMain deletes what is left (a benchmark that panicked).
 var benchNamespaces struct {
 	sync.Mutex
 	names []string
@@ -58,7 +59,11 @@ func newBenchNS(b *testing.B) string {
 	b.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 			b.Logf("ip netns del %s: %v: %s", name, err, out)
+			return
 		}
+		benchNamespaces.Lock()
+		defer benchNamespaces.Unlock()
+		benchNamespaces.names = slices.DeleteFunc(benchNamespaces.names, func(n string) bool { return n == name })
 	})
 	return name
 }

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,8 +25,9 @@ import (
 // Options say where Collect reads and what it keeps.
 type Options struct {
 	// NetNS is an open file descriptor of the network namespace whose
-	// table to read (the netlink socket is created in it); 0 reads the
-	// caller's.
+	// table to read (the netlink sockets are created in it); 0 reads the
+	// namespace of the calling thread (Collect opens every socket on the
+	// calling goroutine).
 	NetNS int
 	// Targets select the flows: see Collect.
 	Targets []agentapi.Target
@@ -50,8 +52,9 @@ type Options struct {
 const maxFilteredDumps = 12
 
 // maxParallelDumps caps the filtered dumps run at once (one socket each).
-// Concurrent walks gained only 5-10% on the benchmark's two vCPUs; machines
-// with more cores and memory bandwidth gain more.
+// On the benchmark's two vCPUs two concurrent walks gained only 2-5% (the
+// walk is bound by memory, not CPU); machines with more cores and memory
+// channels are expected to gain more.
 const maxParallelDumps = 4
 
 // Collect writes the flows of opts.Targets to w as `conntrack -L` lines,
@@ -202,14 +205,17 @@ const (
 	dumpDone       dumpOutcome = iota // the kernel filtered; every entry was read
 	dumpWhole                         // the kernel ignored the filter: the whole family was read and filtered in Go
 	dumpUnreliable                    // the kernel's filter cannot be trusted
-	dumpCanceled                      // stopped because another dump made it useless
 )
 
 // filteredDumps runs one kernel-filtered dump per selection, up to parallel
-// at once, each on its own socket, and writes what they select. It reports
-// covered=false when the kernel's filtering cannot be trusted and a whole
-// dump of the family must be read instead: an entry that does not match
-// its filter, or a filter the kernel refuses.
+// at once, and writes what they select. It reports covered=false when the
+// kernel's filtering cannot be trusted and a whole dump of the family must
+// be read instead: an entry that does not match its filter, or a filter
+// the kernel refuses.
+//
+// The sockets are opened here, on the calling goroutine, so that NetNS 0
+// means the calling thread's namespace; worker goroutines (on any thread)
+// only read them. A socket whose dump ended early is not used again.
 //
 // Filtering on IPv6 addresses is inverted in the kernel (at least up to
 // Linux 6.18, ctnetlink_filter_match_tuple drops the entries whose address
@@ -220,6 +226,25 @@ const (
 func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs []selection, parallel int) (covered bool, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var socks []*sock
+	defer func() {
+		for _, s := range socks {
+			s.Close()
+		}
+	}()
+	for range min(parallel, len(fs)) {
+		s, err := dialSock(netns)
+		if err != nil {
+			return false, err
+		}
+		socks = append(socks, s)
+	}
+
+	work := make(chan selection, len(fs))
+	for _, sel := range fs {
+		work <- sel
+	}
+	close(work)
 	entries := make(chan entry, 64)
 	type done struct {
 		outcome  dumpOutcome
@@ -228,43 +253,53 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 		err      error
 	}
 	results := make(chan done, len(fs))
-	sem := make(chan struct{}, parallel)
-	now := c.now
-	for i := range fs {
-		go func(sel selection) {
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-wctx.Done():
-				results <- done{outcome: dumpCanceled}
-				return
+	var wg sync.WaitGroup
+	for _, s := range socks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stop := context.AfterFunc(wctx, s.interrupt)
+			defer stop()
+			for sel := range work {
+				if wctx.Err() != nil {
+					return
+				}
+				o, n, proven, err := filteredDump(wctx, s, fam, sel, fs, c.now, entries)
+				results <- done{o, n, proven, err}
+				if o != dumpDone || err != nil {
+					return // the socket may hold the rest of that dump
+				}
 			}
-			o, n, proven, err := filteredDump(wctx, netns, fam, sel, fs, now, entries)
-			results <- done{o, n, proven, err}
-		}(fs[i])
+		}()
 	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
 
 	proven := fam == afInet
 	whole, unreliable := false, false
 	var firstErr error
-	for pending := len(fs); pending > 0; {
+	for open := true; open; {
 		select {
 		case e := <-entries:
-			if c.truncated {
+			if c.truncated || firstErr != nil {
 				continue
 			}
 			if err := c.accept(e); errors.Is(err, errStop) {
 				cancel()
-			} else if err != nil && firstErr == nil {
+			} else if err != nil {
 				firstErr = err
 				cancel()
 			}
-		case d := <-results:
-			pending--
+		case d, ok := <-results:
+			if !ok {
+				open = false
+				break
+			}
 			c.info.received += d.received
 			proven = proven || d.proven
 			switch {
-			case d.outcome == dumpCanceled:
 			case d.err != nil:
 				if errors.Is(d.err, context.Canceled) && ctx.Err() == nil {
 					break // canceled by this collection, not by the caller
@@ -288,7 +323,7 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 			}
 		}
 	}
-	// The dumps are over; take what they sent before they ended.
+	// The workers are done; take what they sent before they ended.
 	for len(entries) > 0 {
 		if e := <-entries; !c.truncated && firstErr == nil {
 			if err := c.accept(e); err != nil && !errors.Is(err, errStop) {
@@ -311,19 +346,11 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 	return proven, nil
 }
 
-// filteredDump runs the kernel-filtered dump of sel on a socket of its own
-// and sends the entries sel selects (all of fs when the kernel turns out
-// not to filter) to out. received counts the entries read; proven tells
-// whether one of them matched the kernel filter.
-func filteredDump(ctx context.Context, netns int, fam uint8, sel selection, fs []selection, now time.Time, out chan<- entry) (o dumpOutcome, received int, proven bool, err error) {
-	s, err := dialSock(netns)
-	if err != nil {
-		return dumpDone, 0, false, err
-	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, s.interrupt)
-	defer stop()
-
+// filteredDump runs the kernel-filtered dump of sel on s and sends the
+// entries sel selects (all of fs when the kernel turns out not to filter)
+// to out. received counts the entries read; proven tells whether one of
+// them matched the kernel filter.
+func filteredDump(ctx context.Context, s *sock, fam uint8, sel selection, fs []selection, now time.Time, out chan<- entry) (o dumpOutcome, received int, proven bool, err error) {
 	kern := sel.kernelPart()
 	req, err := dumpRequest(fam, &kern)
 	if err != nil {

@@ -15,24 +15,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// recvBufSize holds any datagram of a dump: the kernel builds dump skbs of
-// at most 32 KiB (net/netlink/af_netlink.c netlink_dump).
-const recvBufSize = 64 << 10
+// recvBufSize holds any datagram of a dump: the kernel sizes dump skbs by
+// the reader's largest recvmsg, capped below 32 KiB (net/netlink/af_netlink.c
+// netlink_recvmsg, netlink_dump). A larger one would be reported by
+// MSG_TRUNC.
+const recvBufSize = 32 << 10
 
 // sock is a NETLINK_NETFILTER socket read as a stream. mdlayher/netlink's
 // Conn.Receive gathers a whole multi-part reply before returning it (the
 // memory ti-mo/conntrack's Dump spends); sock only uses the Conn to dial
 // (in the wanted netns) and send, and reads one datagram at a time into a
-// reused buffer.
+// reused buffer. Each sock serves one request: a dump ended early leaves
+// its remaining messages on the socket.
 type sock struct {
 	nl  *netlink.Conn
 	rc  syscall.RawConn
 	buf []byte
-	// dirty is set when a dump was left unfinished: its remaining
-	// messages would mix with the next reply, so the next request
-	// redials.
-	dirty bool
-	netns int
 }
 
 func dialSock(netns int) (*sock, error) {
@@ -45,24 +43,13 @@ func dialSock(netns int) (*sock, error) {
 		nl.Close()
 		return nil, fmt.Errorf("netlink raw conn: %w", err)
 	}
-	return &sock{nl: nl, rc: rc, buf: make([]byte, recvBufSize), netns: netns}, nil
+	return &sock{nl: nl, rc: rc, buf: make([]byte, recvBufSize)}, nil
 }
 
 func (s *sock) Close() error { return s.nl.Close() }
 
 // interrupt makes a blocked read return (ctx cancellation).
 func (s *sock) interrupt() { _ = s.nl.SetReadDeadline(time.Unix(1, 0)) }
-
-// redial replaces a socket left in the middle of a dump.
-func (s *sock) redial() error {
-	n, err := dialSock(s.netns)
-	if err != nil {
-		return err
-	}
-	s.nl.Close()
-	s.nl, s.rc, s.dirty = n.nl, n.rc, false
-	return nil
-}
 
 // msgHeader is a received nlmsghdr.
 type msgHeader struct {
@@ -78,11 +65,6 @@ type msgHeader struct {
 // return errStop to end early. A kernel error is returned as a
 // syscall.Errno wrapped in *kernelError.
 func (s *sock) request(ctx context.Context, m netlink.Message, fn func(h msgHeader, data []byte) error) error {
-	if s.dirty {
-		if err := s.redial(); err != nil {
-			return err
-		}
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -91,7 +73,6 @@ func (s *sock) request(ctx context.Context, m netlink.Message, fn func(h msgHead
 		return fmt.Errorf("send ctnetlink request: %w", err)
 	}
 	dump := m.Header.Flags&netlink.Dump == netlink.Dump
-	s.dirty = true
 	for {
 		n, err := s.recv(ctx)
 		if err != nil {
@@ -120,7 +101,6 @@ func (s *sock) request(ctx context.Context, m netlink.Message, fn func(h msgHead
 			}
 			switch {
 			case h.Type == nlmsgDone:
-				s.dirty = false
 				if len(data) >= 4 {
 					if e := int32(binary.NativeEndian.Uint32(data)); e < 0 {
 						return &kernelError{errno: syscall.Errno(-e)}
@@ -135,7 +115,6 @@ func (s *sock) request(ctx context.Context, m netlink.Message, fn func(h msgHead
 				if e == 0 {
 					continue // an acknowledgement
 				}
-				s.dirty = false
 				return &kernelError{errno: syscall.Errno(-e)}
 			case h.Type>>8 != nfnlSubsysCTNetlink:
 				continue
@@ -147,7 +126,6 @@ func (s *sock) request(ctx context.Context, m netlink.Message, fn func(h msgHead
 				return err
 			}
 			if !dump {
-				s.dirty = false
 				return nil
 			}
 		}
@@ -204,6 +182,10 @@ func ctMessage(msgType uint8, flags netlink.HeaderFlags, family uint8, attrs []b
 	}
 }
 
+// testExtraFilterFlags are added to every filter's flags by tests, to have
+// the kernel refuse a filter.
+var testExtraFilterFlags uint32
+
 // dumpRequest is a dump of family (0: both) the kernel filters by sel
 // when sel is not nil.
 //
@@ -231,6 +213,7 @@ func dumpRequest(family uint8, sel *selection) (netlink.Message, error) {
 		ipType, portType = ctaIPv4Src, ctaProtoSrcPort
 		flags = filterIPSrc
 	}
+	flags |= testExtraFilterFlags
 	if sel.addr.Is6() {
 		ipType += ctaIPv6Src - ctaIPv4Src
 	}
