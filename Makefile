@@ -25,13 +25,17 @@ LDFLAGS := -s -w \
 # Packages whose tests define the -update flag (see `golden`).
 GOLDEN_PKGS = $(shell grep -rl --include='*_test.go' 'flag\.Bool."update"' pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 
-.PHONY: help build test lint demo bench fuzz golden clean
+.PHONY: help build agent-image test lint demo bench fuzz golden clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build bin/kubectl-svcpath (static, version stamped)
+build: ## Build bin/kubectl-svcpath and bin/svcpath-agent (static, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kubectl-svcpath
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/svcpath-agent ./cmd/svcpath-agent
+
+agent-image: build ## Build the agent image with docker (tag $(AGENT_IMAGE))
+	docker build -f hack/agent.Dockerfile -t $(AGENT_IMAGE) bin
 
 test: ## Run all tests (root/netns tests run when root, else skip saying why)
 	$(GO) test -count=1 ./...

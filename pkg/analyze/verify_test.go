@@ -36,7 +36,7 @@ func TestVerify(t *testing.T) {
 				Conntrack: ct("192.168.1.11", "10.244.2.11", "192.168.1.11")}},
 			agrees: true, dnat: "10.244.2.11:8080"},
 		{name: "failed although the rules deliver",
-			results: []agentapi.VerifyResult{{Target: tcp("10.244.2.5"), OK: false, Error: "dial tcp 10.96.0.100:80: connect: connection refused"}},
+			results:  []agentapi.VerifyResult{{Target: tcp("10.244.2.5"), OK: false, Error: "dial tcp 10.96.0.100:80: connect: connection refused"}},
 			mismatch: "the rules send every new connection to an endpoint, but the connection failed: dial tcp 10.96.0.100:80: connect: connection refused"},
 		{name: "DNAT to an address the rules do not choose",
 			results: []agentapi.VerifyResult{{Target: tcp("10.244.2.5"), OK: true, Source: "10.244.2.5:40000",
@@ -48,7 +48,7 @@ func TestVerify(t *testing.T) {
 			dnat: "10.244.1.10:8080", mismatch: "the source was rewritten to 10.244.1.1:40000"},
 		{name: "an address that is no entry of the report is shown, not judged",
 			results: []agentapi.VerifyResult{{Target: agentapi.VerifyTarget{IP: "10.96.0.200", Port: 80, Protocol: "TCP"}, OK: false, Error: "timeout"}},
-			agrees: true, noCompare: true},
+			agrees:  true, noCompare: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,7 @@ type Options struct {
 // A filtered dump still walks the whole hash table in the kernel: at
 // 262,144 entries one walk took about 60 ms on the benchmark's machine,
 // one unfiltered dump read and filtered in Go about 600 ms, so past about
-// ten selections the unfiltered dump is as cheap, and past this many it is
+// ten dumps the unfiltered dump is as cheap, and past this many it is
 // cheaper even with dumps running concurrently.
 const maxFilteredDumps = 12
 
@@ -61,24 +62,31 @@ const maxParallelDumps = 4
 // one per flow, deduplicated by conntrack id, at most opts.Limit of them,
 // and returns the table's statistics with what was written.
 //
-// For every Target it selects the flows whose original destination is
-// Target.IP (and whose destination port and protocol are Target.Port and
-// Target.Protocol when set). For a Target with Role agentapi.RoleEndpoint
-// it also selects the flows whose reply source is the address (connections
-// DNATed to the endpoint, with the same port and protocol test on the reply
-// source port) and the flows whose original source is the address (the
-// endpoint's own outgoing and hairpin connections, any port and protocol).
+// For every Target, whatever its Role, it selects the flows whose original
+// destination is Target.IP (and whose protocol and original destination
+// port are Target.Protocol and Target.Port when set): the connections sent
+// to a ClusterIP, external, load-balancer or node address on the service's
+// ports, DNATed or not, and those sent to an endpoint's address. The
+// endpoint's own outgoing connections are not selected (unless sent to a
+// target), nor are connections DNATed to an endpoint from an address that
+// is not a target.
 //
-// Each selection is one dump the kernel filters (CTA_FILTER, Linux 5.8+;
-// reply-tuple filters only from 5.15), up to maxParallelDumps of them at
-// once on sockets of their own. The same selection is applied again in
-// Go. When the kernel's filtering cannot be used or trusted (an older
-// kernel, one that answers without NLM_F_DUMP_FILTERED or with entries the
-// filter should have dropped, IPv6 addresses, see filteredDumps) or when an
-// address family has more than maxFilteredDumps selections, the family is
-// read in one unfiltered dump filtered in Go for all its selections at
-// once, and KernelFiltered is false. ctx cancellation interrupts the dumps
-// between messages and while waiting for the kernel.
+// The kernel filters the dumps (CTA_FILTER, Linux 5.8+), each of which
+// still walks the whole table, so the selections are merged into as few
+// dumps as possible (kernelFilters): one per distinct protocol and TCP or
+// UDP destination port of a family, filtered on protocol and port alone
+// when several addresses share them (a ClusterIP on port 80 and its
+// endpoints on 8080 make two dumps), and one per address for targets
+// without a port. Up to maxParallelDumps dumps run at once, on sockets of
+// their own. Whatever a dump returns is selected again in Go by the exact
+// selections. When the kernel's filtering cannot be used or trusted (an
+// older kernel, one that answers without NLM_F_DUMP_FILTERED or with
+// entries the filter should have dropped, IPv6 address filters, see
+// filteredDumps) or when an address family needs more than
+// maxFilteredDumps dumps, the family is read in one unfiltered dump
+// filtered in Go for all its selections at once, and KernelFiltered is
+// false. ctx cancellation interrupts the dumps between messages and while
+// waiting for the kernel.
 //
 // A returned error means something failed: w may then hold a part of the
 // flows, and the statistics what could be read.
@@ -170,13 +178,17 @@ func (c *collector) run(ctx context.Context, opts Options) error {
 		if len(fs) == 0 {
 			continue
 		}
-		if opts.noKernelFilter || len(fs) > maxFilteredDumps || !caps.canFilter(fs) {
+		var kfs []kernelFilter
+		if !opts.noKernelFilter && caps.filter {
+			kfs = kernelFilters(fs)
+		}
+		if len(kfs) == 0 || len(kfs) > maxFilteredDumps {
 			if err := c.fullDump(ctx, opts.NetNS, fam, fs); err != nil {
 				return err
 			}
 			continue
 		}
-		covered, err := c.filteredDumps(ctx, opts.NetNS, fam, fs, parallel)
+		covered, err := c.filteredDumps(ctx, opts.NetNS, fam, fs, kfs, parallel)
 		if err != nil {
 			return err
 		}
@@ -207,8 +219,8 @@ const (
 	dumpUnreliable                    // the kernel's filter cannot be trusted
 )
 
-// filteredDumps runs one kernel-filtered dump per selection, up to parallel
-// at once, and writes what they select. It reports covered=false when the
+// filteredDumps runs one kernel-filtered dump per filter of kfs, up to
+// parallel at once, and writes the entries they return that fs selects. It reports covered=false when the
 // kernel's filtering cannot be trusted and a whole dump of the family must
 // be read instead: an entry that does not match its filter, or a filter
 // the kernel refuses.
@@ -220,10 +232,12 @@ const (
 // Filtering on IPv6 addresses is inverted in the kernel (at least up to
 // Linux 6.18, ctnetlink_filter_match_tuple drops the entries whose address
 // equals the filter's: it tests !ipv6_addr_cmp, which is true on
-// equality), so an IPv6 filter is trusted only once a dump returned an
-// entry that matches it; a dump that returned nothing proves nothing, and
-// if no dump of the family proved the filter, a whole dump is read.
-func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs []selection, parallel int) (covered bool, err error) {
+// equality), so when IPv6 filters carry an address the family's filtering
+// is trusted only once such a dump returned an entry that matches it; a
+// dump that returned nothing proves nothing, and if no dump of the family
+// proved the filter, a whole dump is read. Filters on protocol and port
+// alone compare no address and need no proof.
+func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs []selection, kfs []kernelFilter, parallel int) (covered bool, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var socks []*sock
@@ -232,7 +246,7 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 			s.Close()
 		}
 	}()
-	for range min(parallel, len(fs)) {
+	for range min(parallel, len(kfs)) {
 		s, err := dialSock(netns)
 		if err != nil {
 			return false, err
@@ -240,9 +254,9 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 		socks = append(socks, s)
 	}
 
-	work := make(chan selection, len(fs))
-	for _, sel := range fs {
-		work <- sel
+	work := make(chan kernelFilter, len(kfs))
+	for _, kf := range kfs {
+		work <- kf
 	}
 	close(work)
 	entries := make(chan entry, 64)
@@ -252,7 +266,7 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 		proven   bool
 		err      error
 	}
-	results := make(chan done, len(fs))
+	results := make(chan done, len(kfs))
 	var wg sync.WaitGroup
 	for _, s := range socks {
 		wg.Add(1)
@@ -260,11 +274,11 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 			defer wg.Done()
 			stop := context.AfterFunc(wctx, s.interrupt)
 			defer stop()
-			for sel := range work {
+			for kf := range work {
 				if wctx.Err() != nil {
 					return
 				}
-				o, n, proven, err := filteredDump(wctx, s, fam, sel, fs, c.now, entries)
+				o, n, proven, err := filteredDump(wctx, s, fam, kf, fs, c.now, entries)
 				results <- done{o, n, proven, err}
 				if o != dumpDone || err != nil {
 					return // the socket may hold the rest of that dump
@@ -277,7 +291,7 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 		close(results)
 	}()
 
-	proven := fam == afInet
+	proven := !slices.ContainsFunc(kfs, func(kf kernelFilter) bool { return kf.family == afInet6 && kf.addr.IsValid() })
 	whole, unreliable := false, false
 	var firstErr error
 	for open := true; open; {
@@ -346,19 +360,34 @@ func (c *collector) filteredDumps(ctx context.Context, netns int, fam uint8, fs 
 	return proven, nil
 }
 
-// filteredDump runs the kernel-filtered dump of sel on s and sends the
-// entries sel selects (all of fs when the kernel turns out not to filter)
-// to out. received counts the entries read; proven tells whether one of
-// them matched the kernel filter.
-func filteredDump(ctx context.Context, s *sock, fam uint8, sel selection, fs []selection, now time.Time, out chan<- entry) (o dumpOutcome, received int, proven bool, err error) {
-	kern := sel.kernelPart()
-	req, err := dumpRequest(fam, &kern)
+// filteredDump runs the dump the kernel filters by kf on s and sends the
+// entries it returns that fs selects to out. received counts the entries
+// read; proven tells whether one of them matched a kernel filter on an
+// IPv6 address (see filteredDumps).
+func filteredDump(ctx context.Context, s *sock, fam uint8, kf kernelFilter, fs []selection, now time.Time, out chan<- entry) (o dumpOutcome, received int, proven bool, err error) {
+	req, err := dumpRequest(fam, &kf)
 	if err != nil {
 		return dumpDone, 0, false, err
 	}
 	var mi msgInfo
 	whole := false
-	send := func(h msgHeader, data []byte) error {
+	err = s.request(ctx, req, func(h msgHeader, data []byte) error {
+		received++
+		if err := scanMessage(data, &mi); err != nil {
+			return err
+		}
+		if h.Flags&nlmFDumpFiltd == 0 {
+			whole = true // the kernel ignored the filter
+		}
+		if !whole {
+			if !kf.match(&mi) {
+				return errUnreliable
+			}
+			proven = proven || kf.addr.Is6()
+		}
+		if !matchAny(fs, &mi) {
+			return nil
+		}
 		e := entry{key: mi.key()}
 		e.line, e.flow = formatEntry(nil, h, data, &mi, now)
 		select {
@@ -367,29 +396,6 @@ func filteredDump(ctx context.Context, s *sock, fam uint8, sel selection, fs []s
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}
-	err = s.request(ctx, req, func(h msgHeader, data []byte) error {
-		received++
-		if err := scanMessage(data, &mi); err != nil {
-			return err
-		}
-		if h.Flags&nlmFDumpFiltd == 0 {
-			whole = true
-		}
-		if whole {
-			if !matchAny(fs, &mi) {
-				return nil
-			}
-			return send(h, data)
-		}
-		if !kern.match(&mi) {
-			return errUnreliable
-		}
-		proven = true
-		if !sel.match(&mi) {
-			return nil
-		}
-		return send(h, data)
 	})
 	var kerr *kernelError
 	switch {
@@ -398,7 +404,7 @@ func filteredDump(ctx context.Context, s *sock, fam uint8, sel selection, fs []s
 	case errors.As(err, &kerr) && (kerr.errno == syscall.EINVAL || kerr.errno == syscall.EOPNOTSUPP):
 		return dumpUnreliable, received, proven, nil // the kernel refused the filter
 	case err != nil:
-		return dumpDone, received, proven, fmt.Errorf("conntrack dump (%s): %w", sel, err)
+		return dumpDone, received, proven, fmt.Errorf("conntrack dump (%s): %w", kf, err)
 	case whole:
 		return dumpWhole, received, proven, nil
 	}
@@ -527,16 +533,11 @@ func decodeFlow(h msgHeader, data []byte) (conntrack.Flow, error) {
 	return *ev.Flow, nil
 }
 
-// kernelCaps are the dump filters this kernel implements correctly.
+// kernelCaps are the dump filters this kernel implements.
 type kernelCaps struct {
-	// filter: CTA_FILTER on tuples (Linux 5.8, cb8aa9a3affb "netfilter:
-	// ctnetlink: add kernel side filtering for dump").
+	// filter: CTA_FILTER on the original tuple (Linux 5.8, cb8aa9a3affb
+	// "netfilter: ctnetlink: add kernel side filtering for dump").
 	filter bool
-	// replyFilter: CTA_FILTER_REPLY_FLAGS; before Linux 5.15 the reply
-	// tuple was parsed with the original flags, so a reply-only filter
-	// matched nothing ("netfilter: ctnetlink: fix filtering with
-	// CTA_TUPLE_REPLY").
-	replyFilter bool
 }
 
 func kernelCapabilities() kernelCaps {
@@ -546,7 +547,7 @@ func kernelCapabilities() kernelCaps {
 	}
 	major, minor := parseRelease(unix.ByteSliceToString(u.Release[:]))
 	v := major*1000 + minor
-	return kernelCaps{filter: v >= 5008, replyFilter: v >= 5015}
+	return kernelCaps{filter: v >= 5008}
 }
 
 // parseRelease reads "6.18.44-fc-v669" as 6, 18.
@@ -565,16 +566,4 @@ func parseRelease(r string) (major, minor int) {
 	}
 	minor, _ = strconv.Atoi(m)
 	return major, minor
-}
-
-func (k kernelCaps) canFilter(fs []selection) bool {
-	if !k.filter {
-		return false
-	}
-	for _, s := range fs {
-		if s.field == replySrc && !k.replyFilter {
-			return false
-		}
-	}
-	return true
 }

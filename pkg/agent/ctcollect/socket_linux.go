@@ -186,59 +186,52 @@ func ctMessage(msgType uint8, flags netlink.HeaderFlags, family uint8, attrs []b
 // the kernel refuse a filter.
 var testExtraFilterFlags uint32
 
-// dumpRequest is a dump of family (0: both) the kernel filters by sel
-// when sel is not nil.
+// dumpRequest is a dump of family (0: both) the kernel filters by kf
+// when kf is not nil.
 //
-// The filter (ctnetlink_alloc_filter) is CTA_FILTER {CTA_FILTER_ORIG_FLAGS
-// or CTA_FILTER_REPLY_FLAGS: u32 in host order} naming the fields to
-// compare, with their values in CTA_TUPLE_ORIG or CTA_TUPLE_REPLY (big
-// endian, like every ctnetlink value). Ports need CTA_FILTER_F_PROTO_NUM
-// (ctnetlink_parse_tuple_filter), and the kernel compares them for TCP and
-// UDP only (ctnetlink_filter_match_tuple).
-func dumpRequest(family uint8, sel *selection) (netlink.Message, error) {
-	if sel == nil {
+// The filter (ctnetlink_alloc_filter) is CTA_FILTER {CTA_FILTER_ORIG_FLAGS:
+// u32 in host order} naming the fields of the original tuple to compare,
+// with their values in CTA_TUPLE_ORIG (big endian, like every ctnetlink
+// value). Ports need CTA_FILTER_F_PROTO_NUM (ctnetlink_parse_tuple_filter);
+// an address is read only when an address flag is set, so a filter on
+// protocol and port alone carries no CTA_TUPLE_IP. The kernel compares
+// ports for TCP and UDP only (ctnetlink_filter_match_tuple).
+func dumpRequest(family uint8, kf *kernelFilter) (netlink.Message, error) {
+	if kf == nil {
 		return ctMessage(ipctnlMsgCTGet, netlink.Request|netlink.Dump, family, nil), nil
 	}
 	var flags uint32
-	tupleType, flagsType := uint16(ctaTupleOrig), uint16(ctaFilterOrigFlags)
-	ipType, portType := uint16(ctaIPv4Dst), uint16(ctaProtoDstPort)
-	switch sel.field {
-	case origDst:
-		flags = filterIPDst
-	case replySrc:
-		tupleType, flagsType = ctaTupleReply, ctaFilterReplyFlags
-		ipType, portType = ctaIPv4Src, ctaProtoSrcPort
-		flags = filterIPSrc
-	case origSrc:
-		ipType, portType = ctaIPv4Src, ctaProtoSrcPort
-		flags = filterIPSrc
+	if kf.addr.IsValid() {
+		flags |= filterIPDst
 	}
-	flags |= testExtraFilterFlags
-	if sel.addr.Is6() {
-		ipType += ctaIPv6Src - ctaIPv4Src
-	}
-	withPort := sel.port != 0 && sel.kernelPart().port != 0
-	if sel.proto != 0 {
+	withPort := kf.port != 0 && (kf.proto == protoTCP || kf.proto == protoUDP)
+	if kf.proto != 0 {
 		flags |= filterProtoNum
 		if withPort {
-			if portType == ctaProtoSrcPort {
-				flags |= filterSrcPort
-			} else {
-				flags |= filterDstPort
-			}
+			flags |= filterDstPort
 		}
 	}
+	if flags == 0 {
+		return netlink.Message{}, fmt.Errorf("empty kernel filter %s", kf)
+	}
+	flags |= testExtraFilterFlags
+	ipType := uint16(ctaIPv4Dst)
+	if kf.addr.Is6() {
+		ipType = ctaIPv6Dst
+	}
 	ae := netlink.NewAttributeEncoder()
-	ae.Nested(tupleType, func(t *netlink.AttributeEncoder) error {
-		t.Nested(ctaTupleIP, func(ip *netlink.AttributeEncoder) error {
-			ip.Bytes(ipType, sel.addr.AsSlice())
-			return nil
-		})
-		if sel.proto != 0 {
+	ae.Nested(ctaTupleOrig, func(t *netlink.AttributeEncoder) error {
+		if kf.addr.IsValid() {
+			t.Nested(ctaTupleIP, func(ip *netlink.AttributeEncoder) error {
+				ip.Bytes(ipType, kf.addr.AsSlice())
+				return nil
+			})
+		}
+		if kf.proto != 0 {
 			t.Nested(ctaTupleProto, func(p *netlink.AttributeEncoder) error {
-				p.Uint8(ctaProtoNum, sel.proto)
+				p.Uint8(ctaProtoNum, kf.proto)
 				if withPort {
-					p.Bytes(portType, binary.BigEndian.AppendUint16(nil, sel.port))
+					p.Bytes(ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, kf.port))
 				}
 				return nil
 			})
@@ -246,7 +239,7 @@ func dumpRequest(family uint8, sel *selection) (netlink.Message, error) {
 		return nil
 	})
 	ae.Nested(ctaFilter, func(f *netlink.AttributeEncoder) error {
-		f.Uint32(flagsType, flags) // NLA_U32, host order
+		f.Uint32(ctaFilterOrigFlags, flags) // NLA_U32, host order
 		return nil
 	})
 	attrs, err := ae.Encode()

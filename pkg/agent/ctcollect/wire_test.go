@@ -119,7 +119,7 @@ func TestScanMessage(t *testing.T) {
 func TestDumpRequest(t *testing.T) {
 	ip := netip.MustParseAddr
 	for _, tc := range []struct {
-		sel       selection
+		kf        kernelFilter
 		tuple     uint16
 		flagsType uint16
 		flags     uint32
@@ -127,21 +127,24 @@ func TestDumpRequest(t *testing.T) {
 		portType  uint16
 		port      uint16
 	}{
-		{selection{field: origDst, addr: ip("10.96.0.10"), proto: protoTCP, port: 80}, ctaTupleOrig, ctaFilterOrigFlags,
+		{kernelFilter{family: afInet, addr: ip("10.96.0.10"), proto: protoTCP, port: 80}, ctaTupleOrig, ctaFilterOrigFlags,
 			filterIPDst | filterProtoNum | filterDstPort, ctaIPv4Dst, ctaProtoDstPort, 80},
-		{selection{field: replySrc, addr: ip("10.244.1.1"), proto: protoUDP, port: 5353}, ctaTupleReply, ctaFilterReplyFlags,
-			filterIPSrc | filterProtoNum | filterSrcPort, ctaIPv4Src, ctaProtoSrcPort, 5353},
-		{selection{field: origSrc, addr: ip("fd00::1")}, ctaTupleOrig, ctaFilterOrigFlags, filterIPSrc, ctaIPv6Src, 0, 0},
-		{selection{field: origDst, addr: ip("10.0.0.1"), proto: protoSCTP, port: 9}, ctaTupleOrig, ctaFilterOrigFlags,
+		// Protocol and port alone: no CTA_TUPLE_IP at all.
+		{kernelFilter{family: afInet, proto: protoUDP, port: 5353}, ctaTupleOrig, ctaFilterOrigFlags,
+			filterProtoNum | filterDstPort, 0, ctaProtoDstPort, 5353},
+		{kernelFilter{family: afInet6, proto: protoTCP, port: 8080}, ctaTupleOrig, ctaFilterOrigFlags,
+			filterProtoNum | filterDstPort, 0, ctaProtoDstPort, 8080},
+		{kernelFilter{family: afInet6, addr: ip("fd00::1")}, ctaTupleOrig, ctaFilterOrigFlags, filterIPDst, ctaIPv6Dst, 0, 0},
+		{kernelFilter{family: afInet, addr: ip("10.0.0.1"), proto: protoSCTP, port: 9}, ctaTupleOrig, ctaFilterOrigFlags,
 			filterIPDst | filterProtoNum, ctaIPv4Dst, 0, 0},
 	} {
-		t.Run(tc.sel.String(), func(t *testing.T) {
-			m, err := dumpRequest(tc.sel.family(), &tc.sel)
+		t.Run(tc.kf.String(), func(t *testing.T) {
+			m, err := dumpRequest(tc.kf.family, &tc.kf)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if m.Header.Flags != netlink.Request|netlink.Dump || m.Header.Type != nfnlSubsysCTNetlink<<8|ipctnlMsgCTGet ||
-				m.Data[0] != tc.sel.family() {
+				m.Data[0] != tc.kf.family {
 				t.Fatalf("header %+v family %d", m.Header, m.Data[0])
 			}
 			var flags uint32
@@ -162,7 +165,7 @@ func TestDumpRequest(t *testing.T) {
 					return forEachAttr(p, func(typ uint16, v []byte) error {
 						return forEachAttr(v, func(sub uint16, w []byte) error {
 							switch {
-							case typ == ctaTupleIP && sub == tc.addrType:
+							case typ == ctaTupleIP && sub == tc.addrType && tc.addrType != 0:
 								addr, _ = netip.AddrFromSlice(w)
 							case typ == ctaTupleProto && sub == ctaProtoNum:
 								proto = w[0]
@@ -182,15 +185,18 @@ func TestDumpRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if flags != tc.flags || addr != tc.sel.addr || proto != tc.sel.proto || port != tc.port {
+			if flags != tc.flags || addr != tc.kf.addr || proto != tc.kf.proto || port != tc.port {
 				t.Errorf("flags %#x addr %s proto %d port %d; want %#x %s %d %d", flags, addr, proto, port,
-					tc.flags, tc.sel.addr, tc.sel.proto, tc.port)
+					tc.flags, tc.kf.addr, tc.kf.proto, tc.port)
 			}
 		})
 	}
 	m, _ := dumpRequest(0, nil)
 	if len(m.Data) != nfgenmsgLen || m.Data[0] != 0 {
 		t.Errorf("unfiltered dump: %v", m.Data)
+	}
+	if _, err := dumpRequest(afInet, &kernelFilter{family: afInet}); err == nil {
+		t.Error("empty filter: no error")
 	}
 }
 
@@ -207,12 +213,5 @@ func TestParseRelease(t *testing.T) {
 		if ma, mi := parseRelease(r); ma != want[0] || mi != want[1] {
 			t.Errorf("parseRelease(%q) = %d.%d, want %d.%d", r, ma, mi, want[0], want[1])
 		}
-	}
-	k := kernelCaps{filter: true, replyFilter: false}
-	if !k.canFilter([]selection{{field: origDst}, {field: origSrc}}) || k.canFilter([]selection{{field: replySrc}}) {
-		t.Error("kernelCaps.canFilter before 5.15")
-	}
-	if (kernelCaps{}).canFilter([]selection{{field: origDst}}) {
-		t.Error("kernelCaps.canFilter before 5.8")
 	}
 }
