@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/svcpath/kubectl-svcpath/pkg/agent/iptcollect"
@@ -130,6 +131,7 @@ func Collect(ctx context.Context, req *agentapi.Request, env Env) *agentapi.Docu
 	sort.Slice(c.errs, func(i, j int) bool { return c.errs[i].What < c.errs[j].What })
 	doc.Errors = c.errs
 	doc.Timings = c.timings
+	doc.PeakRSSKiB, doc.ChildrenPeakRSSKiB = peakRSS()
 	end := now()
 	doc.CollectedAt = end.UTC().Format(time.RFC3339Nano)
 	doc.DurationMillis = end.Sub(start).Milliseconds()
@@ -163,4 +165,21 @@ func hasIPv6(req *agentapi.Request) bool {
 		}
 	}
 	return false
+}
+
+// peakRSS returns the agent's own peak RSS (VmHWM of /proc/self/status)
+// and the largest peak RSS of the commands it waited for, in KiB.
+func peakRSS() (self, children int64) {
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmHWM:") {
+				fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%d", &self)
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru) == nil {
+		children = ru.Maxrss
+	}
+	return self, children
 }

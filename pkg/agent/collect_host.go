@@ -89,7 +89,9 @@ func collectHealth(ctx context.Context, c *collection) error {
 		url = agentapi.DefaultHealthzURL
 	}
 	h := agentapi.ProxyHealth{URL: url}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// kube-proxy answers from the node itself in milliseconds; a full
+	// conntrack table makes the connection hang, so do not wait long.
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/google/nftables"
+
 	"github.com/svcpath/kubectl-svcpath/pkg/agent/ctcollect"
 	"github.com/svcpath/kubectl-svcpath/pkg/agent/iptcollect"
 	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
@@ -102,19 +104,18 @@ func collectNFT(ctx context.Context, c *collection) error {
 		c.put(fileNFTRuleset, string(out))
 		return nil
 	}
-	out, err := c.env.Run(ctx, "nft", "list", "tables")
+	// The table names come over netlink: `nft list tables` first
+	// downloads every set of every table (seconds, hundreds of MB on a
+	// node whose iptables-nft tables hold 10,000 services).
+	tables, err := kubeProxyTables()
 	if err != nil {
-		return fmt.Errorf("nft list tables: %w", err)
+		return fmt.Errorf("list nftables tables: %w", err)
 	}
 	var b strings.Builder
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "table" || f[2] != "kube-proxy" {
-			continue
-		}
-		t, err := c.env.Run(ctx, "nft", "list", "table", f[1], f[2])
+	for _, fam := range tables {
+		t, err := c.env.Run(ctx, "nft", "list", "table", fam, "kube-proxy")
 		if err != nil {
-			return fmt.Errorf("nft list table %s %s: %w", f[1], f[2], err)
+			return fmt.Errorf("nft list table %s kube-proxy: %w", fam, err)
 		}
 		b.Write(t)
 	}
@@ -209,3 +210,30 @@ func ipString(ip net.IP) (netip.Addr, bool) {
 }
 
 var _ = filepath.Join
+
+// kubeProxyTables returns the families ("ip", "ip6") that have a table
+// named kube-proxy (kube-proxy's nftables mode), read over netlink.
+func kubeProxyTables() ([]string, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, err
+	}
+	tables, err := conn.ListTables()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range tables {
+		if t.Name != "kube-proxy" {
+			continue
+		}
+		switch t.Family {
+		case nftables.TableFamilyIPv4:
+			out = append(out, "ip")
+		case nftables.TableFamilyIPv6:
+			out = append(out, "ip6")
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -139,6 +139,11 @@ type Document struct {
 	Errors []CollectError `json:"errors,omitempty"`
 	// Timings are the milliseconds each collector took.
 	Timings map[string]int64 `json:"timings,omitempty"`
+	// PeakRSSKiB is the agent's own peak resident memory (VmHWM), and
+	// ChildrenPeakRSSKiB the largest of the commands it ran (iptables,
+	// ip, nft), in KiB: what the probe pod's memory limit must allow.
+	PeakRSSKiB         int64 `json:"peakRSSKiB,omitempty"`
+	ChildrenPeakRSSKiB int64 `json:"childrenPeakRSSKiB,omitempty"`
 }
 
 // CollectError is a collector that failed.
