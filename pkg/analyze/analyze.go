@@ -339,7 +339,7 @@ func serviceSection(svc *corev1.Service, ports []cluster.Port) report.Service {
 			s.AffinityTimeoutSeconds = *cfg.ClientIP.TimeoutSeconds
 		}
 	}
-	s.ClusterIPs = clusterIPs(svc)
+	s.ClusterIPs = cluster.ClusterIPs(svc)
 	s.Headless = svc.Spec.ClusterIP == corev1.ClusterIPNone
 	for _, ing := range svc.Status.LoadBalancer.Ingress {
 		if ing.IP != "" {
@@ -360,20 +360,6 @@ func serviceSection(svc *corev1.Service, ports []cluster.Port) report.Service {
 		}
 	}
 	return s
-}
-
-func clusterIPs(svc *corev1.Service) []string {
-	ips := svc.Spec.ClusterIPs
-	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
-		ips = []string{svc.Spec.ClusterIP}
-	}
-	var out []string
-	for _, ip := range ips {
-		if ip != corev1.ClusterIPNone && ip != "" {
-			out = append(out, ip)
-		}
-	}
-	return out
 }
 
 // serviceLevel emits the findings that do not depend on a node and tells

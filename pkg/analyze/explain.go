@@ -286,7 +286,7 @@ func rulesJumpingTo(tr *iptables.Trace, chain string) []string {
 // afterNodes emits the service-level findings that need the nodes' modes:
 // ICMP to the ClusterIP is never DNATed in iptables mode.
 func (a *analysis) afterNodes(nodes []*nodestate.Node) {
-	ips := clusterIPs(a.svc)
+	ips := cluster.ClusterIPs(a.svc)
 	if len(ips) == 0 {
 		return
 	}

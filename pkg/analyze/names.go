@@ -207,7 +207,7 @@ func (a *analysis) addressLabels(nodes []*nodestate.Node) []report.AddressLabel 
 func (a *analysis) label(ip netip.Addr, nodes []*nodestate.Node) (string, string) {
 	s := ip.String()
 	for _, svc := range a.c.Services() {
-		for _, c := range clusterIPs(svc) {
+		for _, c := range cluster.ClusterIPs(svc) {
 			if c == s {
 				return "cluster-ip", fmt.Sprintf("virtual ClusterIP of service %s/%s: no interface holds it, only rules", svc.Namespace, svc.Name)
 			}

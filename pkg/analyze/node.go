@@ -78,7 +78,7 @@ func (a *analysis) node(st *nodestate.Node) (report.Node, *nodeAnalysis) {
 func (a *analysis) families() []string {
 	var fams []string
 	seen := map[string]bool{}
-	for _, ip := range clusterIPs(a.svc) {
+	for _, ip := range cluster.ClusterIPs(a.svc) {
 		if ad, err := netip.ParseAddr(ip); err == nil && !seen[familyOf(ad)] {
 			seen[familyOf(ad)] = true
 			fams = append(fams, familyOf(ad))
@@ -162,7 +162,7 @@ func (na *nodeAnalysis) entries(p cluster.Port, fam string) []entrySpec {
 		}
 		out = append(out, entrySpec{kind, netip.AddrPortFrom(ad, uint16(port))})
 	}
-	for _, ip := range clusterIPs(svc) {
+	for _, ip := range cluster.ClusterIPs(svc) {
 		add(report.EntryClusterIP, ip, p.ServicePort.Port)
 	}
 	if p.NodePort != 0 {

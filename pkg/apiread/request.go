@@ -62,7 +62,7 @@ func BuildRequest(objs *snapshot.Objects, svc *corev1.Service, node string, full
 		}
 	}
 	ports := svc.Spec.Ports
-	for _, ip := range clusterIPs(svc) {
+	for _, ip := range cluster.ClusterIPs(svc) {
 		for _, p := range ports {
 			add(ip, p.Port, p.Protocol, agentapi.RoleClusterIP)
 		}
@@ -138,7 +138,7 @@ func VerifyTargets(objs *snapshot.Objects, svc *corev1.Service, node string, fro
 			Label: fmt.Sprintf("%s %s/%s", kind, netip.AddrPortFrom(ip, uint16(port)), pr),
 		})
 	}
-	for _, s := range clusterIPs(svc) {
+	for _, s := range cluster.ClusterIPs(svc) {
 		ip, err := netip.ParseAddr(s)
 		if err != nil {
 			continue
@@ -180,22 +180,6 @@ func nodeAddresses(objs *snapshot.Objects, node string, internalOnly bool) []net
 			}
 			seen[ip.Unmap()] = true
 			out = append(out, ip.Unmap())
-		}
-	}
-	return out
-}
-
-// clusterIPs returns the service's ClusterIPs (ClusterIP when ClusterIPs
-// is empty), without None.
-func clusterIPs(svc *corev1.Service) []string {
-	ips := svc.Spec.ClusterIPs
-	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
-		ips = []string{svc.Spec.ClusterIP}
-	}
-	var out []string
-	for _, ip := range ips {
-		if ip != "" && ip != corev1.ClusterIPNone {
-			out = append(out, ip)
 		}
 	}
 	return out

@@ -413,3 +413,19 @@ func (p Port) String() string {
 	}
 	return s
 }
+
+// ClusterIPs returns a Service's ClusterIPs (spec.clusterIP when
+// spec.clusterIPs is empty), without "None" and empty values.
+func ClusterIPs(svc *corev1.Service) []string {
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	var out []string
+	for _, ip := range ips {
+		if ip != "" && ip != corev1.ClusterIPNone {
+			out = append(out, ip)
+		}
+	}
+	return out
+}

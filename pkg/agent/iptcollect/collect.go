@@ -551,13 +551,8 @@ func parseS(k chainKey, out []byte) fetchResult {
 	lineNo := 0
 	for len(text) > 0 {
 		lineNo++
-		line := text
-		if i := strings.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			text = ""
-		}
-		line = strings.TrimSuffix(line, "\r")
+		var line string
+		line, text = nextLine(text)
 		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -661,13 +656,8 @@ func splitSave(out []byte) (map[string]map[string]*chainData, error) {
 	lineNo := 0
 	for len(text) > 0 {
 		lineNo++
-		line := text
-		if i := strings.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			text = ""
-		}
-		line = strings.TrimSuffix(line, "\r")
+		var line string
+		line, text = nextLine(text)
 		switch {
 		case line == "" || line[0] == '#':
 		case line[0] == '*':
@@ -707,4 +697,14 @@ func saveRuleChain(line string) string {
 		line = line[:i]
 	}
 	return line
+}
+
+// nextLine splits off the first line of text (without its "\n" or
+// "\r\n") and returns it with the rest.
+func nextLine(text string) (line, rest string) {
+	line = text
+	if i := strings.IndexByte(text, '\n'); i >= 0 {
+		line, rest = text[:i], text[i+1:]
+	}
+	return strings.TrimSuffix(line, "\r"), rest
 }
