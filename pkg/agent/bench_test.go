@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
-	"github.com/svcpath/kubectl-svcpath/pkg/internal/netnstest"
 	"github.com/svcpath/kubectl-svcpath/pkg/kubeproxy/iptgen"
 )
 
@@ -206,5 +205,3 @@ func fillConntrack(b *testing.B, ns string, vip netip.Addr, port uint16, eps []n
 	}
 	return service, total
 }
-
-var _ = netnstest.RandSuffix

@@ -7,8 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
@@ -194,8 +194,7 @@ func procPIDs(proc string) ([]int, error) {
 	}
 	var pids []int
 	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err == nil && fmt.Sprint(pid) == e.Name() {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 0 {
 			pids = append(pids, pid)
 		}
 	}
@@ -203,13 +202,11 @@ func procPIDs(proc string) ([]int, error) {
 	return pids, nil
 }
 
-// ipString is net.IP to netip.Addr, unmapped.
-func ipString(ip net.IP) (netip.Addr, bool) {
+// toAddr is net.IP to netip.Addr, unmapped.
+func toAddr(ip net.IP) (netip.Addr, bool) {
 	a, ok := netip.AddrFromSlice(ip)
 	return a.Unmap(), ok
 }
-
-var _ = filepath.Join
 
 // kubeProxyTables returns the families ("ip", "ip6") that have a table
 // named kube-proxy (kube-proxy's nftables mode), read over netlink.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"syscall"
@@ -95,7 +94,7 @@ func readPodNetns(path string) (podNetns, bool, error) {
 	}
 	ns := podNetns{path: path, ifindex: link.Attrs().Index, iflink: link.Attrs().ParentIndex}
 	for _, a := range addrs {
-		ip, ok := ipString(a.IP)
+		ip, ok := toAddr(a.IP)
 		if ok && ip.IsGlobalUnicast() {
 			ns.ips = append(ns.ips, ip)
 		}
@@ -157,5 +156,3 @@ func dial(ctx context.Context, path, network, addr string, timeout time.Duration
 	})
 	return conn, took, err
 }
-
-var _ = os.Getpid

@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -105,9 +102,3 @@ func verifyOne(ctx context.Context, c *collection, t agentapi.VerifyTarget) agen
 	}
 	return res
 }
-
-var (
-	_ = errors.New
-	_ = net.IPv4len
-	_ = strconv.Itoa
-)

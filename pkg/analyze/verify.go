@@ -6,8 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
-	"github.com/svcpath/kubectl-svcpath/pkg/ctflow"
+	"github.com/svcpath/kubectl-svcpath/pkg/nodestate"
 	"github.com/svcpath/kubectl-svcpath/pkg/report"
 )
 
@@ -26,7 +25,7 @@ func (na *nodeAnalysis) verify() {
 	}
 }
 
-func (na *nodeAnalysis) verified(v agentapi.VerifyResult) report.Verified {
+func (na *nodeAnalysis) verified(v nodestate.Verified) report.Verified {
 	t := v.Target
 	dst, _ := netip.ParseAddr(t.IP)
 	target := netip.AddrPortFrom(dst, uint16(t.Port))
@@ -40,22 +39,18 @@ func (na *nodeAnalysis) verified(v agentapi.VerifyResult) report.Verified {
 	if out.Label == "" {
 		out.Label = fmt.Sprintf("%s/%s from %s", out.Target, out.Protocol, out.From)
 	}
-	var flow *ctflow.Flow
-	if v.Conntrack != "" {
-		if d, err := ctflow.Parse([]byte(v.Conntrack+"\n"), ctflow.ParseOptions{}); err == nil && len(d.Flows) == 1 {
-			flow = &d.Flows[0]
-			if dn, ok := flow.DNAT(); ok {
-				out.DNAT = dn.String()
-			}
-			if sn, ok := flow.SNAT(); ok {
-				out.SNAT = sn.String()
-			}
+	flow := v.Flow
+	if flow != nil {
+		if dn, ok := flow.DNAT(); ok {
+			out.DNAT = dn.String()
+		}
+		if sn, ok := flow.SNAT(); ok {
+			out.SNAT = sn.String()
 		}
 	}
 
 	entry, ok := na.reportEntry(target, out.Protocol)
 	if !ok {
-		out.Disagreement = ""
 		return out // not an entry of this report (another family, a filtered port): nothing to compare
 	}
 	out.Entry = entry.Kind

@@ -1,179 +1,36 @@
 package ctflow
 
 import (
-	"bufio"
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-)
 
-// The kernel tests run this test binary again inside a network namespace
-// (`ip netns exec NS <test binary>`) as a tiny server or client, so that they
-// need nothing but the tools the node already has.
-const (
-	helperModeEnv = "SVCPATH_CTFLOW_HELPER"
-	helperArgsEnv = "SVCPATH_CTFLOW_ARGS"
+	"github.com/svcpath/kubectl-svcpath/pkg/internal/netnstest"
 )
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperModeEnv); mode != "" {
-		os.Exit(runHelper(mode, os.Getenv(helperArgsEnv)))
-	}
+	// The kernel tests re-run this binary in their namespaces as echo
+	// servers and clients (netnstest.StartServer, RunClient), plus an ICMP
+	// client of this package's own:
+	//
+	//	icmp    "ID,ADDR[,noreply]": send an echo request with that id
+	netnstest.MaybeRunHelper(map[string]func(string) error{"icmp": ping})
 	os.Exit(m.Run())
 }
 
-// runHelper is the helper process. Modes:
-//
-//	serve   "tcp:ADDR,udp:ADDR,...": echo servers; prints "ready"
-//	tcp     "LPORT,HOST:PORT": connect from LPORT, send, read the echo
-//	syn     "LPORT,HOST:PORT": connect attempt that nobody answers
-//	udp     "LPORT,HOST:PORT": send a datagram, read the echo
-//	icmp    "ID,ADDR[,noreply]": send an echo request with that id
-func runHelper(mode, args string) int {
-	var err error
-	switch mode {
-	case "serve":
-		err = serve(args)
-	case "tcp", "syn", "udp":
-		lport, addr, ok := strings.Cut(args, ",")
-		if !ok {
-			err = fmt.Errorf("bad args %q", args)
-			break
-		}
-		var port int
-		if port, err = strconv.Atoi(lport); err == nil {
-			err = dial(mode, port, addr)
-		}
-	case "icmp":
-		err = ping(args)
-	default:
-		err = fmt.Errorf("unknown helper mode %q", mode)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 1
-	}
-	return 0
+func startServer(t *testing.T, ns *testNS, spec string) {
+	t.Helper()
+	netnstest.StartServer(t, ns.Name, spec)
 }
 
-func serve(spec string) error {
-	for _, s := range strings.Split(spec, ",") {
-		proto, addr, _ := strings.Cut(s, ":")
-		switch proto {
-		case "tcp":
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return err
-			}
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-						buf := make([]byte, 512)
-						n, err := c.Read(buf)
-						if err != nil && !errors.Is(err, io.EOF) {
-							return
-						}
-						_, _ = c.Write(buf[:n])
-					}()
-				}
-			}()
-		case "udp":
-			pc, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				return err
-			}
-			go func() {
-				buf := make([]byte, 512)
-				for {
-					n, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					_, _ = pc.WriteTo(buf[:n], from)
-				}
-			}()
-		default:
-			return fmt.Errorf("bad listen spec %q", s)
-		}
-	}
-	fmt.Println("ready")
-	select {}
-}
-
-func dial(mode string, lport int, addr string) error {
-	switch mode {
-	case "tcp", "syn":
-		d := net.Dialer{LocalAddr: &net.TCPAddr{Port: lport}, Timeout: 3 * time.Second}
-		if mode == "syn" {
-			d.Timeout = 1 * time.Second
-		}
-		c, err := d.Dial("tcp", addr)
-		if mode == "syn" {
-			if err == nil {
-				c.Close()
-				return errors.New("unexpected answer")
-			}
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return err
-		}
-		buf := make([]byte, 16)
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
-		if string(buf[:n]) != "ping" {
-			return fmt.Errorf("bad echo %q", buf[:n])
-		}
-		fmt.Println(c.LocalAddr())
-		return nil
-	case "udp":
-		c, err := net.DialUDP("udp", &net.UDPAddr{Port: lport}, mustUDPAddr(addr))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return err
-		}
-		buf := make([]byte, 16)
-		if _, err := c.Read(buf); err != nil {
-			return err
-		}
-		fmt.Println(c.LocalAddr())
-		return nil
-	}
-	return fmt.Errorf("bad dial mode %q", mode)
-}
-
-func mustUDPAddr(s string) *net.UDPAddr {
-	a, err := net.ResolveUDPAddr("udp", s)
-	if err != nil {
-		return &net.UDPAddr{}
-	}
-	return a
+func runClient(t *testing.T, ns *testNS, mode, args string) {
+	t.Helper()
+	netnstest.RunClient(t, ns.Name, mode, args)
 }
 
 // ping sends one ICMP echo request with the given id over a raw socket.
@@ -225,64 +82,4 @@ func icmpChecksum(b []byte) uint16 {
 		sum = sum&0xffff + sum>>16
 	}
 	return ^uint16(sum)
-}
-
-// helperCmd prepares the test binary as a helper inside ns.
-func helperCmd(ctx context.Context, t *testing.T, ns *testNS, mode, args string) *exec.Cmd {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperModeEnv+"="+mode, helperArgsEnv+"="+args)
-	return cmd
-}
-
-// startServer starts a helper server in ns and waits until it listens. It is
-// killed (by its PID; `ip netns exec` execs it, so the PID is the helper's)
-// in t.Cleanup.
-func startServer(t *testing.T, ns *testNS, spec string) {
-	t.Helper()
-	cmd := helperCmd(context.Background(), t, ns, "serve", spec)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	ready := make(chan error, 1)
-	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err == nil && strings.TrimSpace(line) != "ready" {
-			err = fmt.Errorf("unexpected %q", line)
-		}
-		ready <- err
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatalf("server in %s (%s): %v: %s", ns.Name, spec, err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("server in %s (%s) not ready: %s", ns.Name, spec, stderr.String())
-	}
-}
-
-// runClient runs a helper client in ns to completion.
-func runClient(t *testing.T, ns *testNS, mode, args string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	out, err := helperCmd(ctx, t, ns, mode, args).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s in %s: %v: %s", mode, args, ns.Name, err, out)
-	}
 }

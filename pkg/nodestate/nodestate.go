@@ -65,8 +65,8 @@ type Node struct {
 	// CollectedAt is meta.json's collectedAt; zero when unknown.
 	CollectedAt time.Time
 	// Verify are the connections the agent made (--verify, the verify
-	// file); nil when absent.
-	Verify []agentapi.VerifyResult
+	// file), each with its conntrack line parsed; nil when absent.
+	Verify []Verified
 	// Problems are parse errors of the optional files: analysis goes on
 	// without what they would have said.
 	Problems []string
@@ -151,10 +151,7 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 	}
 	st.parseHealth(n)
 	if n.Verify != nil {
-		if err := json.Unmarshal(n.Verify, &st.Verify); err != nil {
-			st.Verify = nil
-			st.Problems = append(st.Problems, fmt.Sprintf("%s unreadable: %v", snapshot.FileVerify, err))
-		}
+		st.parseVerify(n.Verify)
 	}
 	st.HasNFTKubeProxy = bytes.Contains(n.NFTRuleset, []byte("table ip kube-proxy")) ||
 		bytes.Contains(n.NFTRuleset, []byte("table ip6 kube-proxy"))
@@ -201,4 +198,33 @@ func (n *Node) OutInterface(dst netip.Addr) string {
 		return ""
 	}
 	return string(res.Dev)
+}
+
+// Verified is one connection of --verify with the conntrack entry it
+// created, parsed (nil when the agent found none or the line is
+// unreadable).
+type Verified struct {
+	agentapi.VerifyResult
+	Flow *ctflow.Flow
+}
+
+func (n *Node) parseVerify(b []byte) {
+	var rs []agentapi.VerifyResult
+	if err := json.Unmarshal(b, &rs); err != nil {
+		n.Problems = append(n.Problems, fmt.Sprintf("%s unreadable: %v", snapshot.FileVerify, err))
+		return
+	}
+	n.Verify = make([]Verified, 0, len(rs))
+	for _, r := range rs {
+		v := Verified{VerifyResult: r}
+		if r.Conntrack != "" {
+			d, err := ctflow.Parse([]byte(r.Conntrack+"\n"), ctflow.ParseOptions{})
+			if err == nil && len(d.Flows) == 1 {
+				v.Flow = &d.Flows[0]
+			} else {
+				n.Problems = append(n.Problems, fmt.Sprintf("%s: conntrack line of %s unreadable: %q", snapshot.FileVerify, r.Target.Label, r.Conntrack))
+			}
+		}
+		n.Verify = append(n.Verify, v)
+	}
 }
