@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,6 +115,7 @@ func collectHealth(ctx context.Context, c *collection) error {
 			h.LastUpdated, h.CurrentTime = fields.LastUpdated, fields.CurrentTime
 		}
 	}
+	h.Processes, h.ProcessesScanned = findProcesses("/proc", "kube-proxy")
 	js, err := marshal(h)
 	if err != nil {
 		return err
@@ -221,4 +223,31 @@ func marshal(v any) (string, error) {
 		return "", err
 	}
 	return string(b) + "\n", nil
+}
+
+// findProcesses lists the processes under procRoot whose command name
+// (/proc/PID/comm) is name. ok is false when procRoot cannot be read.
+// Processes that exit while being read are skipped.
+func findProcesses(procRoot, name string) (found []agentapi.ProxyProcess, ok bool) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, false
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join(procRoot, e.Name(), "cmdline"))
+		if len(cmd) > 512 {
+			cmd = cmd[:512]
+		}
+		line := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+		found = append(found, agentapi.ProxyProcess{PID: pid, Cmdline: line})
+	}
+	return found, true
 }

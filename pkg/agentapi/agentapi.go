@@ -212,6 +212,20 @@ type ProxyHealth struct {
 	CurrentTime string `json:"currentTime,omitempty"`
 	// Body is the raw answer, up to 4 KiB.
 	Body string `json:"body,omitempty"`
+	// ProcessesScanned says the agent looked for kube-proxy processes on
+	// the node (it sees the host's /proc through hostPID); Processes are
+	// the ones it found. With no answer on the health endpoint, no
+	// process means kube-proxy is not running and the rules are frozen.
+	ProcessesScanned bool           `json:"processesScanned,omitempty"`
+	Processes        []ProxyProcess `json:"processes,omitempty"`
+}
+
+// ProxyProcess is a kube-proxy process found on the node.
+type ProxyProcess struct {
+	PID int `json:"pid"`
+	// Cmdline is its command line, arguments separated by spaces, cut at
+	// 512 bytes.
+	Cmdline string `json:"cmdline"`
 }
 
 // VerifyResult is one connection the agent made.

@@ -66,7 +66,9 @@ func (na *nodeAnalysis) note(format string, args ...any) {
 // PROXY-STALE (kube-proxy itself says an update has waited longer than
 // its health timeout), unless the node is only being deleted; a 200 is
 // PROXY-STALE when its lastUpdated predates the newest change of the
-// service's EndpointSlices by more than the grace window. No answer is a
+// service's EndpointSlices by more than the grace window. No answer is
+// PROXY-STALE when no kube-proxy process runs on the node, or when the
+// node's rules already disagree with the EndpointSlices; otherwise a
 // note: kube-proxy may be down, or serve its health elsewhere.
 func (na *nodeAnalysis) checkProxyHealth() {
 	h := na.st.ProxyHealth
@@ -92,10 +94,31 @@ func (na *nodeAnalysis) checkProxyHealth() {
 	hint := fmt.Sprintf("find kube-proxy's pod on the node (kubectl -n kube-system get pods -o wide -l k8s-app=kube-proxy --field-selector spec.nodeName=%s) and read its logs for failed syncs (iptables-restore errors, lost API connection, RBAC); on the node, curl %s shows lastUpdated; restarting kube-proxy forces a full sync", na.st.Name, url)
 	switch {
 	case h.StatusCode == 0:
-		if kubeProxyMode(na.out.Mode) {
-			na.note("kube-proxy's health endpoint %s did not answer (%s): kube-proxy may be down, and then the node's rules stay as it last wrote them and miss every later endpoint change; or it serves its health on another address (healthzBindAddress). Whether its rules are in sync is unknown",
-				url, orNone(h.Error))
+		if !kubeProxyMode(na.out.Mode) {
+			return
 		}
+		wrong := na.rulesDisagree()
+		if h.ProcessesScanned && len(h.Processes) == 0 {
+			msg := fmt.Sprintf("kube-proxy is not running on %s: its health endpoint %s does not answer and no kube-proxy process exists on the node, so the node's rules stay as it last wrote them and miss every Service and endpoint change since it stopped", na.st.Name, url)
+			if len(wrong) > 0 {
+				msg += "; they already disagree with the EndpointSlices (" + strings.Join(wrong, ", ") + ")"
+			}
+			ev = append(ev, "no process named kube-proxy in the node's /proc")
+			na.finding(report.ProxyStale, "", "", msg, ev,
+				fmt.Sprintf("find out why kube-proxy stopped: kubectl -n kube-system get pods -o wide -l k8s-app=kube-proxy --field-selector spec.nodeName=%s, then its previous logs (kubectl logs --previous); once it runs again it rewrites all rules in its first sync", na.st.Name))
+			return
+		}
+		if len(wrong) > 0 {
+			for _, p := range h.Processes {
+				ev = append(ev, fmt.Sprintf("kube-proxy process %d: %s", p.PID, p.Cmdline))
+			}
+			na.finding(report.ProxyStale, "", "",
+				fmt.Sprintf("kube-proxy's health endpoint %s on %s does not answer and the node's rules disagree with the EndpointSlices (%s): kube-proxy is not keeping them in sync (hung, crash-looping, or serving its health elsewhere while failing its syncs)", url, na.st.Name, strings.Join(wrong, ", ")),
+				ev, hint)
+			return
+		}
+		na.note("kube-proxy's health endpoint %s did not answer (%s): kube-proxy may be down, and then the node's rules stay as it last wrote them and miss every later endpoint change; or it serves its health on another address (healthzBindAddress). Whether its rules are in sync is unknown",
+			url, orNone(h.Error))
 		return
 	case h.StatusCode == http.StatusServiceUnavailable:
 		ineligible := h.NodeEligible != nil && !*h.NodeEligible
@@ -134,6 +157,23 @@ func (na *nodeAnalysis) checkProxyHealth() {
 		fmt.Sprintf("kube-proxy on %s last synced its rules at %s, %s before the newest change of this service's EndpointSlices (%s), and has not synced in the %s since: the node's rules for the service are out of date (endpoints added since are never chosen, removed ones still get traffic)",
 			na.st.Name, stamp(h.LastUpdated), change.Sub(h.LastUpdated).Round(time.Second), stamp(change), now.Sub(change).Round(time.Second)),
 		ev, hint)
+}
+
+// rulesDisagree lists the IDs of this node's findings that show its rules
+// out of step with the EndpointSlices.
+func (na *nodeAnalysis) rulesDisagree() []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, f := range na.out.Findings {
+		switch f.ID {
+		case report.EndpointStale, report.EndpointMissing:
+			if !seen[f.ID] {
+				seen[f.ID] = true
+				ids = append(ids, f.ID)
+			}
+		}
+	}
+	return ids
 }
 
 // healthAnswer quotes the healthz answer as evidence.

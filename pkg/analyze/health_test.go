@@ -254,6 +254,51 @@ func healthCases() []healthCase {
 			notes:  []string{"kube-proxy's health endpoint http://127.0.0.1:10256/healthz did not answer (dial tcp 127.0.0.1:10256: connect: connection refused)"},
 		},
 		{
+			name: "healthz did not answer, no kube-proxy process on the node",
+			node1: func(t *testing.T, n *snapshot.Node) {
+				n.ProxyHealth = healthzFile(t, agentapi.ProxyHealth{Error: "connection refused", ProcessesScanned: true})
+			},
+			want: map[string][]string{report.ProxyStale: {
+				"kube-proxy is not running on node1: its health endpoint http://127.0.0.1:10256/healthz does not answer and no kube-proxy process exists",
+				"evidence:no process named kube-proxy", "hint:kubectl logs --previous"}},
+		},
+		{
+			name: "kube-proxy gone and an endpoint removed since",
+			snap: func(s *snapshot.Snapshot) {
+				sl := s.Objects.EndpointSlices[0]
+				sl.Endpoints = sl.Endpoints[:len(sl.Endpoints)-1]
+			},
+			node1: func(t *testing.T, n *snapshot.Node) {
+				n.ProxyHealth = healthzFile(t, agentapi.ProxyHealth{Error: "connection refused", ProcessesScanned: true})
+			},
+			want: map[string][]string{
+				report.ProxyStale: {"kube-proxy is not running on node1", "they already disagree with the EndpointSlices (ENDPOINT-STALE)"},
+			},
+		},
+		{
+			name: "healthz silent, kube-proxy runs, rules disagree",
+			snap: func(s *snapshot.Snapshot) {
+				sl := s.Objects.EndpointSlices[0]
+				sl.Endpoints = sl.Endpoints[:len(sl.Endpoints)-1]
+			},
+			node1: func(t *testing.T, n *snapshot.Node) {
+				n.ProxyHealth = healthzFile(t, agentapi.ProxyHealth{Error: "connection refused", ProcessesScanned: true,
+					Processes: []agentapi.ProxyProcess{{PID: 42, Cmdline: "/usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/config.conf"}}})
+			},
+			want: map[string][]string{report.ProxyStale: {
+				"does not answer and the node's rules disagree with the EndpointSlices (ENDPOINT-STALE)",
+				"evidence:kube-proxy process 42: /usr/local/bin/kube-proxy --config"}},
+		},
+		{
+			name: "healthz did not answer, kube-proxy runs, rules agree",
+			node1: func(t *testing.T, n *snapshot.Node) {
+				n.ProxyHealth = healthzFile(t, agentapi.ProxyHealth{Error: "connection refused", ProcessesScanned: true,
+					Processes: []agentapi.ProxyProcess{{PID: 42, Cmdline: "kube-proxy"}}})
+			},
+			absent: []string{report.ProxyStale},
+			notes:  []string{"did not answer (connection refused)"},
+		},
+		{
 			name: "healthz answered something else",
 			node1: func(t *testing.T, n *snapshot.Node) {
 				n.ProxyHealth = healthzFile(t, agentapi.ProxyHealth{StatusCode: 404, Body: "404 page not found"})

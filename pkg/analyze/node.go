@@ -59,18 +59,19 @@ func (a *analysis) node(st *nodestate.Node) (report.Node, *nodeAnalysis) {
 	}
 	out.Mode = na.detectMode()
 	out.Notes = append(out.Notes, st.Problems...)
-	if a.nodeHealth {
-		na.checkHealth()
-	}
-	if out.Mode != ModeIPTables {
-		return out, na
-	}
-	for _, p := range a.ports {
-		for _, fam := range a.families() {
-			if port, ok := na.port(p, fam); ok {
-				out.Ports = append(out.Ports, port)
+	if out.Mode == ModeIPTables {
+		for _, p := range a.ports {
+			for _, fam := range a.families() {
+				if port, ok := na.port(p, fam); ok {
+					out.Ports = append(out.Ports, port)
+				}
 			}
 		}
+	}
+	// After the rules: a kube-proxy that does not answer is judged
+	// together with what its rules got wrong.
+	if a.nodeHealth {
+		na.checkHealth()
 	}
 	return out, na
 }

@@ -60,6 +60,10 @@ type ProxyHealth struct {
 	NodeEligible *bool
 	// Body is the raw answer (up to 4 KiB).
 	Body string
+	// ProcessesScanned: the agent looked for kube-proxy processes on the
+	// node; Processes are those it found.
+	ProcessesScanned bool
+	Processes        []agentapi.ProxyProcess
 }
 
 // parseHealth reads the files of the node's health checks: sysctl,
@@ -123,7 +127,8 @@ func parseProxyHealth(b []byte) (*ProxyHealth, []string, error) {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, nil, err
 	}
-	h := &ProxyHealth{URL: raw.URL, StatusCode: raw.StatusCode, Error: raw.Error, Body: raw.Body}
+	h := &ProxyHealth{URL: raw.URL, StatusCode: raw.StatusCode, Error: raw.Error, Body: raw.Body,
+		ProcessesScanned: raw.ProcessesScanned, Processes: raw.Processes}
 	var body struct {
 		LastUpdated  string `json:"lastUpdated"`
 		CurrentTime  string `json:"currentTime"`
