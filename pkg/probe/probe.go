@@ -306,11 +306,16 @@ func PodFor(cfg Config, node string, req *agentapi.Request) (*corev1.Pod, error)
 			EnableServiceLinks:            &no,
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
-				Name:                     ContainerName,
-				Image:                    cfg.Image,
-				ImagePullPolicy:          cfg.PullPolicy,
-				Command:                  command,
-				Env:                      []corev1.EnvVar{{Name: EnvRequest, Value: string(reqJSON)}},
+				Name:            ContainerName,
+				Image:           cfg.Image,
+				ImagePullPolicy: cfg.PullPolicy,
+				Command:         command,
+				Env: []corev1.EnvVar{
+					{Name: EnvRequest, Value: string(reqJSON)},
+					// The node's name as kubelet knows it, which need not be
+					// its host name (--hostname-override, cloud names).
+					{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+				},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext:          &corev1.SecurityContext{Privileged: &yes},
 				Resources: corev1.ResourceRequirements{

@@ -40,8 +40,11 @@ func TestPodFor(t *testing.T) {
 	if err != nil || created.Before(before) || created.After(time.Now().Add(time.Second)) {
 		t.Errorf("annotation %s = %q (%v), want now in RFC 3339", AnnotationCreated, pod.Annotations[AnnotationCreated], err)
 	}
-	if len(pod.Spec.Containers) != 1 || len(pod.Spec.Containers[0].Env) != 1 {
+	if len(pod.Spec.Containers) != 1 || len(pod.Spec.Containers[0].Env) != 2 {
 		t.Fatalf("containers: %+v", pod.Spec.Containers)
+	}
+	if e := pod.Spec.Containers[0].Env[1]; e.Name != "NODE_NAME" || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("NODE_NAME not from spec.nodeName: %+v", e)
 	}
 	env := pod.Spec.Containers[0].Env[0]
 	if env.Name != EnvRequest {
