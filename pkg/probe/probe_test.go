@@ -87,11 +87,12 @@ func TestPodFor(t *testing.T) {
 			EnableServiceLinks:            ptr(false),
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
-				Name:                     "agent",
-				Image:                    "registry.example/agent:v1",
-				ImagePullPolicy:          corev1.PullAlways,
-				Command:                  []string{"/svcpath-agent", "collect"},
-				Env:                      []corev1.EnvVar{{Name: "SVCPATH_REQUEST", Value: env.Value}},
+				Name:            "agent",
+				Image:           "registry.example/agent:v1",
+				ImagePullPolicy: corev1.PullAlways,
+				Command:         []string{"/svcpath-agent", "collect"},
+				Env: []corev1.EnvVar{{Name: "SVCPATH_REQUEST", Value: env.Value},
+					{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext:          &corev1.SecurityContext{Privileged: ptr(true)},
 				Resources: corev1.ResourceRequirements{
