@@ -7,7 +7,8 @@ GO    ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GOFMT ?= $(dir $(GO))gofmt
 
 MODULE := github.com/svcpath/kubectl-svcpath
-BIN    := bin/kubectl-svcpath
+BIN       ?= bin/kubectl-svcpath
+AGENT_BIN ?= bin/svcpath-agent
 
 # Build identity, stamped into pkg/version. A clone without tags (or without
 # commits) still builds: the version falls back to "dev".
@@ -32,7 +33,7 @@ help: ## Show this help
 
 build: ## Build bin/kubectl-svcpath and bin/svcpath-agent (static, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kubectl-svcpath
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/svcpath-agent ./cmd/svcpath-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(AGENT_BIN) ./cmd/svcpath-agent
 
 agent-image: build ## Build the agent image with docker (tag $(AGENT_IMAGE))
 	docker build -f hack/agent.Dockerfile -t $(AGENT_IMAGE) bin
@@ -47,7 +48,7 @@ lint: ## go vet, gofmt and the import rules of hack/verify-imports.sh
 	hack/verify-imports.sh
 
 demo: build ## Explain default/test from the walkthrough snapshot
-	./$(BIN) default/test --snapshot examples/walkthrough
+	$(BIN) default/test --snapshot examples/walkthrough
 
 bench: ## Run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...

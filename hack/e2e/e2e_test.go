@@ -37,6 +37,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -883,7 +884,11 @@ func TestLab(t *testing.T) {
 func (l *lab) interrupt(t *testing.T, sig syscall.Signal) int {
 	t.Helper()
 	ctx := ctxT(t, 2*time.Minute)
-	w, err := l.cs.CoreV1().Pods(probeNS).Watch(ctx, metav1.ListOptions{LabelSelector: probe.LabelSelector()})
+	// Only a pod created after now counts (a watch without a
+	// resourceVersion would first replay the pods that exist).
+	list, err := l.cs.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: probe.LabelSelector()})
+	must(t, err)
+	w, err := l.cs.CoreV1().Pods(probeNS).Watch(ctx, metav1.ListOptions{LabelSelector: probe.LabelSelector(), ResourceVersion: list.ResourceVersion})
 	must(t, err)
 	defer w.Stop()
 	cmd := l.svcpathCmd(ctx, ns+"/"+webName, "--verify")
@@ -891,7 +896,7 @@ func (l *lab) interrupt(t *testing.T, sig syscall.Signal) int {
 	cmd.Stderr = &errb
 	must(t, cmd.Start())
 	for ev := range w.ResultChan() {
-		if p, ok := ev.Object.(*corev1.Pod); ok && p.DeletionTimestamp == nil {
+		if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
 			t.Logf("probe pod %s %s: sending %s", p.Name, ev.Type, sig)
 			break
 		}

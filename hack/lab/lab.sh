@@ -8,6 +8,7 @@
 #   hack/lab/lab.sh env                      print KUBECONFIG and the nsenter prefix
 #   hack/lab/lab.sh shell                    a shell inside the lab (kubectl svcpath works there)
 #   hack/lab/lab.sh status                   what runs
+#   hack/lab/lab.sh reload                   rebuild plugin, agent and images from the working tree
 #   hack/lab/lab.sh proxy-stop|proxy-start   stop / start kube-proxy (the e2e tests use it)
 #
 # Everything networked runs in the network namespace $LAB_NAME; daemons share
@@ -32,6 +33,7 @@ POD_CIDR=10.244.0.0/16
 NODE_POD_CIDR=10.244.0.0/24
 SVC_CIDR=10.96.0.0/16
 API_SVC_IP=10.96.0.1
+AGENT_IMAGE=svcpath.local/svcpath-agent:lab
 export K8S_VERSION=${K8S_VERSION:-v1.34.4}
 CACHE=${SVCPATH_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/svcpath-lab}
 K8S_BIN=$CACHE/k8s-$K8S_VERSION/bin
@@ -118,10 +120,10 @@ build_images() {
 	mkdir -p "$img" "$bin"
 	log "building images (pause, echo, svcpath-agent) from $REPO"
 	(cd "$REPO" && CGO_ENABLED=0 "$GO" build -trimpath -o "$bin/" ./hack/lab/images/pause ./hack/lab/images/echo ./hack/lab/mkimage)
-	(cd "$REPO" && make -s build >/dev/null)
-	local agent_default
-	agent_default=$("$REPO/bin/kubectl-svcpath" version -o json | sed -n 's/^ *"agentImage": "\(.*\)",\{0,1\}$/\1/p')
-	[ -n "$agent_default" ] || die "cannot read the plugin's default agent image"
+	# The lab's own build of the plugin and agent, whose default agent image
+	# is the one imported below; `lab.sh env` puts $LAB/bin first on PATH.
+	mkdir -p "$LAB/bin"
+	(cd "$REPO" && make -s build BIN="$LAB/bin/kubectl-svcpath" AGENT_BIN="$LAB/bin/svcpath-agent" AGENT_IMAGE="$AGENT_IMAGE" >/dev/null)
 	"$bin/mkimage" -name svcpath.local/pause:lab -o "$img/pause.tar" -file "$bin/pause:/pause" -entrypoint /pause
 	"$bin/mkimage" -name svcpath.local/echo:lab -o "$img/echo.tar" -file "$bin/echo:/echo" -entrypoint /echo -cmd serve
 	# The agent image: the plugin's own agent binary plus the node tools it
@@ -136,10 +138,9 @@ build_images() {
 	local xt
 	xt=$(dirname "$(readlink -f "$(command -v xtables-nft-multi)")")/../lib/x86_64-linux-gnu/xtables
 	[ -d "$xt" ] || xt=/usr/lib/x86_64-linux-gnu/xtables
-	"$bin/mkimage" -name "svcpath.local/svcpath-agent:lab" -o "$img/agent.tar" \
-		-file "$REPO/bin/svcpath-agent:/svcpath-agent" -entrypoint /svcpath-agent -cmd collect \
+	"$bin/mkimage" -name "$AGENT_IMAGE" -o "$img/agent.tar" \
+		-file "$LAB/bin/svcpath-agent:/svcpath-agent" -entrypoint /svcpath-agent -cmd collect \
 		-dir "$xt:/usr/lib/x86_64-linux-gnu/xtables" -deps-of "$xt" "${tools[@]}"
-	echo "$agent_default" >"$img/agent-default-name"
 }
 
 import_images() {
@@ -147,12 +148,6 @@ import_images() {
 	for t in pause echo agent; do
 		"${ctr[@]}" images import "$LAB/images/$t.tar" >/dev/null
 	done
-	# Also under the name the built plugin uses by default, so that a plain
-	# `kubectl svcpath NS/NAME` works in the lab.
-	local def
-	def=$(cat "$LAB/images/agent-default-name")
-	"${ctr[@]}" images rm "$def" >/dev/null 2>&1 || true
-	"${ctr[@]}" images tag svcpath.local/svcpath-agent:lab "$def" >/dev/null
 }
 
 # ---------------------------------------------------------------- PKI
@@ -548,7 +543,7 @@ down() {
 	remove_cgroups
 	restore_machine
 	# Keep the logs (and the built images) for a post-mortem; the rest goes.
-	find "$LAB" -mindepth 1 -maxdepth 1 ! -name logs ! -name images -exec rm -rf --one-file-system {} +
+	find "$LAB" -mindepth 1 -maxdepth 1 ! -name logs ! -name images ! -name bin -exec rm -rf --one-file-system {} +
 	log "down in $(( ($(now_ms) - t0) )) ms"
 }
 
@@ -593,9 +588,10 @@ export SVCPATH_LAB_NETNS=$NETNS
 export SVCPATH_LAB_DIR=$LAB
 export SVCPATH_LAB_NODE=$NODE
 export SVCPATH_LAB_MODE=$(cat "$LAB/mode")
-export SVCPATH_LAB_AGENT_IMAGE=svcpath.local/svcpath-agent:lab
+export SVCPATH_LAB_AGENT_IMAGE=$AGENT_IMAGE
 export SVCPATH_LAB_ECHO_IMAGE=svcpath.local/echo:lab
-export PATH=$REPO/bin:\$PATH
+# The lab's build of kubectl-svcpath (its default agent image is the lab's).
+export PATH=$LAB/bin:\$PATH
 # Run anything against the lab inside its network namespace:
 export SVCPATH_LAB_NSENTER="nsenter --net=$NS_PATH --"
 EOF
@@ -622,13 +618,21 @@ shell)
 	exec nsenter --net="$NS_PATH" -- env SVCPATH_LAB_ENV="$LAB/env" bash --rcfile <(echo "source ~/.bashrc 2>/dev/null; source $LAB/env; PS1='($LAB_NAME) \\w\\$ '; echo 'In the lab: kubectl get pods -A; kubectl svcpath default/kubernetes'") -i
 	;;
 status) status ;;
+reload)
+	# Rebuild the plugin, the agent and the images from the working tree and
+	# import them into the running lab (new probe pods use them).
+	pid_alive containerd || die "the lab is not up"
+	build_images
+	import_images
+	write_env
+	;;
 proxy-stop) stop_daemon kube-proxy ;;
 proxy-start)
 	start_proxy
 	wait_for 60 "kube-proxy healthz" in_ns curl -sf http://127.0.0.1:10256/healthz
 	;;
 *)
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

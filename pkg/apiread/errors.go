@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -139,8 +140,28 @@ type ForbiddenError struct {
 }
 
 func (e *ForbiddenError) Error() string {
-	return fmt.Sprintf("you cannot %s %s %s (forbidden): ask for the permissions in %s",
-		e.Verb, e.Resource, scope(e.Namespace), RBACDoc)
+	who := "you"
+	if u := forbiddenUser(e.Err); u != "" {
+		who = "you (" + u + ")"
+	}
+	return fmt.Sprintf("%s cannot %s %s %s (forbidden): ask for the permissions in %s",
+		who, e.Verb, e.Resource, scope(e.Namespace), RBACDoc)
+}
+
+// forbiddenUserRE finds the user in the API server's 403 message
+// (`... is forbidden: User "alice" cannot list resource ...`).
+var forbiddenUserRE = regexp.MustCompile(`User "([^"]+)" cannot`)
+
+// forbiddenUser returns the user name the API server denied, "" when its
+// message does not say.
+func forbiddenUser(err error) string {
+	if err == nil {
+		return ""
+	}
+	if m := forbiddenUserRE.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // Unwrap gives ErrForbidden and the API server's error (so

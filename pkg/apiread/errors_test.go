@@ -87,16 +87,16 @@ func TestForbidden(t *testing.T) {
 		wantNS         string
 	}{
 		{verb: "get", resource: "services", gr: schema.GroupResource{Resource: "services"},
-			want:         "you cannot get services in namespace default (forbidden): ask for the permissions in docs/rbac.yaml",
+			want:         "you (alice) cannot get services in namespace default (forbidden): ask for the permissions in docs/rbac.yaml",
 			wantResource: "services", wantNS: "default"},
 		{verb: "list", resource: "endpointslices", gr: schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"},
-			want:         "you cannot list endpointslices.discovery.k8s.io in namespace default (forbidden): ask for the permissions in docs/rbac.yaml",
+			want:         "you (alice) cannot list endpointslices.discovery.k8s.io in namespace default (forbidden): ask for the permissions in docs/rbac.yaml",
 			wantResource: "endpointslices.discovery.k8s.io", wantNS: "default"},
 		{verb: "list", resource: "nodes", gr: schema.GroupResource{Resource: "nodes"},
-			want:         "you cannot list nodes across the cluster (forbidden): ask for the permissions in docs/rbac.yaml",
+			want:         "you (alice) cannot list nodes across the cluster (forbidden): ask for the permissions in docs/rbac.yaml",
 			wantResource: "nodes"},
 		{verb: "list", resource: "pods", gr: schema.GroupResource{Resource: "pods"},
-			want:         "you cannot list pods in namespace default (forbidden): ask for the permissions in docs/rbac.yaml",
+			want:         "you (alice) cannot list pods in namespace default (forbidden): ask for the permissions in docs/rbac.yaml",
 			wantResource: "pods", wantNS: "default"},
 	} {
 		t.Run(tc.verb+" "+tc.resource, func(t *testing.T) {

@@ -248,7 +248,8 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 		"Collect the nodes' whole rule sets and conntrack tables instead of what the service needs (slow on big nodes: iptables-save takes ~18 s at 10,000 services).")
 	f.BoolVar(&o.Verify, "verify", o.Verify,
 		"Also make one real connection to each entry point from the node (and from the --from pod), and compare what conntrack saw with the prediction. Sends a TCP handshake or one empty UDP datagram per entry; changes no rule.")
-	o.configFlags.AddFlags(f)
+	// Persistent, as in kubectl: `kubectl svcpath --context X cleanup`.
+	o.configFlags.AddFlags(cmd.PersistentFlags())
 	addKlogFlags(cmd.PersistentFlags())
 
 	for name, values := range map[string][]string{

@@ -58,6 +58,9 @@ type runner struct {
 	pods   corev1client.PodInterface
 	// name is the probe pod's name once created.
 	name string
+	// createCut: the create request was cut short by the context, so a
+	// pod may exist whose name is unknown.
+	createCut bool
 	// last is the last state of the pod seen.
 	last *corev1.Pod
 	// status is the last progress status reported.
@@ -83,8 +86,9 @@ type runner struct {
 // *DeleteError; when the run fails too, both errors are joined.
 //
 // When the create request itself is cut short by ctx, the API server may
-// still have created the pod, whose name Run never learns: such a pod
-// ends at its activeDeadlineSeconds, and Cleanup with cfg.RunID removes it.
+// still have created the pod, whose name Run never learns: Run then deletes
+// the pods of cfg.RunID on the node (and, should that fail, the pod ends at
+// its activeDeadlineSeconds and Cleanup with cfg.RunID removes it).
 func Run(ctx context.Context, c kubernetes.Interface, cfg Config, node string, req *agentapi.Request) (doc *agentapi.Document, err error) {
 	cfg = cfg.withDefaults()
 	if err := ctx.Err(); err != nil {
@@ -100,6 +104,12 @@ func Run(ctx context.Context, c kubernetes.Interface, cfg Config, node string, r
 
 	defer func() {
 		if r.name == "" {
+			if r.createCut && !cfg.KeepProbe {
+				// The create was cut short: the pod may exist all the same.
+				if derr := r.deleteUnnamed(); derr != nil {
+					err = errors.Join(err, derr)
+				}
+			}
 			return
 		}
 		if cfg.KeepProbe {
@@ -126,6 +136,7 @@ func (r *runner) run(ctx context.Context, pod *corev1.Pod) (*agentapi.Document, 
 	created, err := r.pods.Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		if cerr := r.ctxErr(ctx); cerr != nil {
+			r.createCut = true
 			return nil, cerr
 		}
 		return nil, createError(err, r.cfg.Namespace)
@@ -504,6 +515,29 @@ func (r *runner) delete() error {
 		return nil
 	}
 	return &DeleteError{Namespace: r.cfg.Namespace, Pod: r.name, Err: apiError(err, "delete", "pods", r.cfg.Namespace)}
+}
+
+// deleteUnnamed removes this run's pod for this node when Run never
+// learnt its name (Ctrl-C while the create request was in flight: the API
+// server may have created it all the same), by the run's label and the
+// node, on a fresh context.
+func (r *runner) deleteUnnamed() error {
+	ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
+	defer cancel()
+	list, err := r.pods.List(ctx, metav1.ListOptions{LabelSelector: RunSelector(r.cfg.RunID)})
+	if err != nil {
+		return &DeleteError{Namespace: r.cfg.Namespace, Pod: "(run " + r.cfg.RunID + ")", Err: apiError(err, "list", "pods", r.cfg.Namespace)}
+	}
+	var errs []error
+	for _, p := range list.Items {
+		if p.Spec.NodeName != r.node {
+			continue
+		}
+		if err := r.pods.Delete(ctx, p.Name, deleteOptions()); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, &DeleteError{Namespace: r.cfg.Namespace, Pod: p.Name, Err: apiError(err, "delete", "pods", r.cfg.Namespace)})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func deleteOptions() metav1.DeleteOptions {

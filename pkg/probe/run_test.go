@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -640,6 +641,42 @@ func TestRunCanceled(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 		checkDeleted(t, h)
+	})
+	t.Run("while the create is in flight", func(t *testing.T) {
+		// The API server creates the pod, but the answer never arrives:
+		// Run does not know its name and must find it by the run's label.
+		h := newHarness(t, "worker-1", "worker-2")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cfg := h.cfg()
+		other, err := PodFor(cfg, "worker-2", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other.Name = "same-run-other-node"
+		ns := other.Namespace
+		if err := h.cs.Tracker().Create(podsGVR, other, ns); err != nil {
+			t.Fatal(err)
+		}
+		h.cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod).DeepCopy()
+			pod.Name = "created-unseen"
+			if err := h.cs.Tracker().Create(podsGVR, pod, a.GetNamespace()); err != nil {
+				return true, nil, err
+			}
+			cancel()
+			return true, nil, context.Canceled
+		})
+		_, err = Run(ctx, h.client, cfg, "worker-1", nil)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+		if _, err := h.cs.CoreV1().Pods(ns).Get(context.Background(), "created-unseen", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the pod created while the request was cut short is still there (%v)", err)
+		}
+		if _, err := h.cs.CoreV1().Pods(ns).Get(context.Background(), other.Name, metav1.GetOptions{}); err != nil {
+			t.Errorf("the same run's pod on another node was deleted too: %v", err)
+		}
 	})
 	t.Run("before", func(t *testing.T) {
 		h := newHarness(t, "worker-1")
