@@ -26,10 +26,10 @@ LDFLAGS := -s -w \
 # Packages whose tests define the -update flag (see `golden`).
 GOLDEN_PKGS = $(shell grep -rl --include='*_test.go' 'flag\.Bool."update"' pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 
-.PHONY: help build agent-image test lint demo bench fuzz golden clean
+.PHONY: help build agent-image test lint demo bench fuzz golden clean e2e lab-up lab-down lab-shell
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build bin/kubectl-svcpath and bin/svcpath-agent (static, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kubectl-svcpath
@@ -46,6 +46,18 @@ lint: ## go vet, gofmt and the import rules of hack/verify-imports.sh
 	@files="$$($(GOFMT) -l $$(find . -name '*.go' -not -path './.git/*' -not -path './vendor/*'))"; \
 	if [ -n "$$files" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$files"; exit 1; fi
 	hack/verify-imports.sh
+
+e2e: ## End-to-end tests on a real one-node cluster, kube-proxy iptables and nftables modes (root; hack/lab)
+	hack/lab/e2e.sh
+
+lab-up: ## Start the lab cluster (MODE=iptables|nftables); then `make lab-shell`
+	hack/lab/lab.sh up $(or $(MODE),iptables)
+
+lab-shell: ## A shell inside the lab: kubectl and kubectl svcpath talk to it
+	hack/lab/lab.sh shell
+
+lab-down: ## Stop the lab and restore the machine
+	hack/lab/lab.sh down
 
 demo: build ## Explain default/test from the walkthrough snapshot
 	$(BIN) default/test --snapshot examples/walkthrough

@@ -126,6 +126,14 @@ func (l *lab) deploy(t *testing.T) {
 		waitGone(t, ctx, func() error { _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); return err })
 	}
 	must(t, create(ctx, cs.CoreV1().Namespaces().Create, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	// The ServiceAccount admission rejects pods until the controller has
+	// made the namespace's default ServiceAccount.
+	if err := wait.PollUntilContextCancel(ctx, pollEvery, true, func(context.Context) (bool, error) {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("no default ServiceAccount in %s: %v", ns, err)
+	}
 	two := int32(2)
 	labels := map[string]string{"app": webName}
 	must(t, create(ctx, cs.AppsV1().Deployments(ns).Create, &appsv1.Deployment{
