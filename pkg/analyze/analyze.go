@@ -220,10 +220,17 @@ func Explain(c *cluster.Cluster, nodes []*nodestate.Node, req Request) (*report.
 		}
 	}
 	if resolved != nil && rep.Trace == nil {
-		return nil, fmt.Errorf("%w: node %s is not in iptables mode, so the connection cannot be traced there", ErrBadSource, resolved.node)
+		// Not an error: the rest of the report (endpoints, conntrack,
+		// health, --verify) still answers much of the question.
+		for i := range rep.Nodes {
+			if n := &rep.Nodes[i]; n.Name == resolved.node {
+				n.Notes = append(n.Notes, fmt.Sprintf("--from: the connection from %s is not traced: this node is in %s mode and this version traces the iptables mode only", resolved.Source, n.Mode))
+			}
+		}
 	}
 	a.afterNodes(nodes)
 	a.emitNoReady()
+	a.noReadyFromAPI()
 	if !req.noDNS {
 		a.dns(nodes)
 	}
@@ -313,6 +320,30 @@ func (a *analysis) emitNoReady() {
 		a.addService(report.NoReadyEndpoints, nr.port.String(), "",
 			fmt.Sprintf("port %s has no ready endpoint: %s", nr.port.String(), strings.Join(parts, "; ")),
 			uniq(append(a.endpointEvidence(), nr.evidence...)),
+			"check the pods behind the selector and why they are not ready: kubectl get pods -l "+selectorString(a.svc)+"; kubectl describe pod ...")
+	}
+}
+
+// noReadyFromAPI reports NO-READY-ENDPOINTS from the EndpointSlices alone
+// for the ports no node's rules were evaluated for (nodes in a mode this
+// version does not evaluate, or no node data at all).
+func (a *analysis) noReadyFromAPI() {
+	for _, p := range a.ports {
+		if len(cluster.UsableEndpoints(p.Endpoints, "", false)) > 0 {
+			continue
+		}
+		reported := false
+		for _, nr := range a.noReadyPorts {
+			if nr.port.Name == p.Name && nr.port.Protocol == p.Protocol && nr.port.ServicePort.Port == p.ServicePort.Port {
+				reported = true
+			}
+		}
+		if reported {
+			continue
+		}
+		a.addService(report.NoReadyEndpoints, p.String(), "",
+			fmt.Sprintf("port %s has no ready endpoint in the EndpointSlices: kube-proxy has nothing to send its connections to (it rejects them, or drops them with no rule at all)", p.String()),
+			a.endpointEvidence(),
 			"check the pods behind the selector and why they are not ready: kubectl get pods -l "+selectorString(a.svc)+"; kubectl describe pod ...")
 	}
 }
