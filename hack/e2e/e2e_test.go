@@ -481,6 +481,18 @@ func (l *lab) nodeReport(t *testing.T, rep *report.Report) *report.Node {
 	return nil
 }
 
+// wantNotTraced checks the report of a --from run on a node whose mode is
+// not evaluated: no trace, and a note that says why.
+func (l *lab) wantNotTraced(t *testing.T, rep *report.Report) {
+	t.Helper()
+	if rep.Trace != nil {
+		t.Errorf("a trace in %s mode: %+v", l.mode, rep.Trace)
+	}
+	if notes := strings.Join(l.nodeReport(t, rep).Notes, "\n"); !strings.Contains(notes, "is not traced: this node is in "+l.mode+" mode") {
+		t.Errorf("no note that --from is not traced: %s", notes)
+	}
+}
+
 // iptables reports whether the analyzer explains this lab's rules (the
 // nftables mode is recognised and its health checked, but its rules are
 // not evaluated yet: issue 6).
@@ -598,6 +610,7 @@ func TestLab(t *testing.T) {
 	t.Run("from pod client", func(t *testing.T) {
 		rep := l.report(t, ns+"/"+webName, "--from", "pod/client")
 		if !l.iptables() {
+			l.wantNotTraced(t, rep)
 			return
 		}
 		tr := rep.Trace
@@ -671,6 +684,7 @@ func TestLab(t *testing.T) {
 	t.Run("from node", func(t *testing.T) {
 		rep := l.report(t, ns+"/"+webName, "--from", "node/"+l.node)
 		if !l.iptables() {
+			l.wantNotTraced(t, rep)
 			return
 		}
 		tr := rep.Trace
@@ -698,7 +712,7 @@ func TestLab(t *testing.T) {
 			if l.iptables() && !v.Agrees {
 				t.Errorf("%s from %s disagrees with the rules: %s", v.Label, v.From, v.Disagreement)
 			}
-			if v.Entry == report.EntryClusterIP && v.From != "node" {
+			if strings.HasPrefix(v.Label, report.EntryClusterIP) && v.From != "node" {
 				clusterFromPod = true
 				if v.SNAT != "" {
 					t.Errorf("pod to ClusterIP was SNATed to %s", v.SNAT)

@@ -203,14 +203,19 @@ func Explain(c *cluster.Cluster, nodes []*nodestate.Node, req Request) (*report.
 	}
 	for i, na := range nas {
 		na.out = &rep.Nodes[i]
+		if kubeProxyMode(na.out.Mode) {
+			// What the agent's connections and conntrack saw is data in any
+			// kube-proxy mode; it is compared with the rules only where
+			// they were evaluated (entries exist).
+			na.verify()
+			if ct := na.conntrack(expectedShares(na.out)); ct != nil {
+				rep.Conntrack = append(rep.Conntrack, *ct)
+			}
+		}
 		if na.out.Mode != ModeIPTables {
 			continue
 		}
 		na.checkInterfaces()
-		na.verify()
-		if ct := na.conntrack(expectedShares(na.out)); ct != nil {
-			rep.Conntrack = append(rep.Conntrack, *ct)
-		}
 		if resolved != nil && resolved.node == na.st.Name {
 			tr, err := na.traceFrom(*resolved)
 			if err != nil {
