@@ -43,6 +43,7 @@ test: ## Run all tests (root/netns tests run when root, else skip saying why)
 
 lint: ## go vet, gofmt and the import rules of hack/verify-imports.sh
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./hack/e2e/
 	@files="$$($(GOFMT) -l $$(find . -name '*.go' -not -path './.git/*' -not -path './vendor/*'))"; \
 	if [ -n "$$files" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$files"; exit 1; fi
 	hack/verify-imports.sh
