@@ -435,15 +435,7 @@ func decodeReport(t *testing.T, s string) *report.Report {
 	return &rep
 }
 
-func findings(rep *report.Report, id string) []report.Finding {
-	var out []report.Finding
-	for _, f := range rep.Findings {
-		if f.ID == id {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+func findings(rep *report.Report, id string) []report.Finding { return rep.FindingsWithID(id) }
 
 func errorFindings(rep *report.Report) []string {
 	var out []string

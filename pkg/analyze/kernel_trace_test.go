@@ -729,15 +729,7 @@ func traceSummary(tr *report.Trace) string {
 	return strings.Join(lines, "\n")
 }
 
-func findings(rep *report.Report, id string) []report.Finding {
-	var out []report.Finding
-	for _, f := range rep.Findings {
-		if f.ID == id {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+func findings(rep *report.Report, id string) []report.Finding { return rep.FindingsWithID(id) }
 
 func logFindings(t *testing.T, what string, rep *report.Report) {
 	t.Helper()

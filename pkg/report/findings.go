@@ -84,3 +84,15 @@ var Catalog = map[string]struct {
 	IPForwardDisabled:        {SeverityError, "the node does not forward packets (ip_forward off)"},
 	VerifyMismatch:           {SeverityError, "a real connection (--verify) did not do what the rules predict"},
 }
+
+// FindingsWithID returns the report's findings with the given ID, in
+// report order.
+func (r *Report) FindingsWithID(id string) []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if f.ID == id {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -640,27 +640,21 @@ func (t *tree) addDepsOf(p string) error {
 }
 
 // isELF reports whether the file p starts with the ELF magic.
-func isELF(p string) bool {
-	f, err := os.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var magic [4]byte
-	_, err = io.ReadFull(f, magic[:])
-	return err == nil && string(magic[:]) == "\x7fELF"
-}
+func isELF(p string) bool { return startsWith(p, "\x7fELF") }
 
 // isScript reports whether the file p starts with "#!".
-func isScript(p string) bool {
+func isScript(p string) bool { return startsWith(p, "#!") }
+
+// startsWith reports whether the file p starts with magic.
+func startsWith(p, magic string) bool {
 	f, err := os.Open(p)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	var magic [2]byte
-	_, err = io.ReadFull(f, magic[:])
-	return err == nil && string(magic[:]) == "#!"
+	buf := make([]byte, len(magic))
+	_, err = io.ReadFull(f, buf)
+	return err == nil && string(buf) == magic
 }
 
 // sharedLibs runs ldd on the program p and returns the absolute paths of the
