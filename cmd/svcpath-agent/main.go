@@ -30,7 +30,7 @@ import (
 )
 
 // EnvRequest is the environment variable that carries the request.
-const EnvRequest = "SVCPATH_REQUEST"
+const EnvRequest = agentapi.EnvRequest
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))

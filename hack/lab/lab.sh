@@ -39,6 +39,7 @@ CACHE=${SVCPATH_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/svcpath-lab}
 K8S_BIN=$CACHE/k8s-$K8S_VERSION/bin
 GO=${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}
 # The machine-wide sysctls kubelet rewrites at start (plus its keyring ones).
+# (hack/lab/machine-state.sh reads this line.)
 MACHINE_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Paths outside $LAB that containerd, the CNI plugins or kubelet create.
 FOREIGN_PATHS=(/run/containerd /var/lib/cni /var/log/containers /var/log/pods /var/lib/kubelet /opt/containerd /var/lib/containerd /etc/cni /run/netns)
@@ -135,9 +136,9 @@ build_images() {
 		ip6tables-nft ip6tables-nft-save ip6tables-legacy ip6tables-legacy-save nft ip conntrack ipvsadm; do
 		command -v "$t" >/dev/null 2>&1 && tools+=(-host-tool "$t")
 	done
-	local xt
-	xt=$(dirname "$(readlink -f "$(command -v xtables-nft-multi)")")/../lib/x86_64-linux-gnu/xtables
-	[ -d "$xt" ] || xt=/usr/lib/x86_64-linux-gnu/xtables
+	# iptables' match and target plugins, loaded with dlopen.
+	local xt=/usr/lib/x86_64-linux-gnu/xtables
+	[ -d "$xt" ] || die "no $xt (Debian's iptables package)"
 	"$bin/mkimage" -name "$AGENT_IMAGE" -o "$img/agent.tar" \
 		-file "$LAB/bin/svcpath-agent:/svcpath-agent" -entrypoint /svcpath-agent -cmd collect \
 		-dir "$xt:/usr/lib/x86_64-linux-gnu/xtables" -deps-of "$xt" "${tools[@]}"

@@ -26,7 +26,10 @@ section rules
 ip rule show
 ip -6 rule show
 section sysctls
-for s in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; do
+# The sysctls lab.sh saves and restores, plus two the lab must not touch in
+# the root namespace.
+eval "$(grep '^MACHINE_SYSCTLS=' "$(dirname "$0")/lab.sh")"
+for s in "${MACHINE_SYSCTLS[@]}" net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; do
 	echo "$s = $(sysctl -n "$s" 2>&1)"
 done
 section netns

@@ -48,7 +48,7 @@ type Env struct {
 // chroot /host.
 func DefaultEnv(version string) Env {
 	host, _ := os.Hostname()
-	if n := os.Getenv("NODE_NAME"); n != "" {
+	if n := os.Getenv(agentapi.EnvNodeName); n != "" {
 		host = n
 	}
 	env := Env{Run: iptcollect.ExecRunner(), Proc: "/proc", Hostname: host, Version: version}

@@ -27,6 +27,15 @@ const (
 	KindDocument = "NodeState"
 )
 
+// The probe pod's environment, as the plugin sets it and the agent reads it.
+const (
+	// EnvRequest carries the JSON Request.
+	EnvRequest = "SVCPATH_REQUEST"
+	// EnvNodeName is the node's name as kubelet knows it (the pod's
+	// spec.nodeName), which need not be its host name.
+	EnvNodeName = "NODE_NAME"
+)
+
 // Names of the node files the agent writes beyond the ones of the core
 // snapshot layout (snapshot.File* holds the rest).
 const (

@@ -295,12 +295,7 @@ type noReadyPort struct {
 // noReady records what clients of a port with no usable endpoint see on a
 // node.
 func (a *analysis) noReady(p cluster.Port, node, who, sees string, ev []string) {
-	var nr *noReadyPort
-	for _, x := range a.noReadyPorts {
-		if x.port.Name == p.Name && x.port.Protocol == p.Protocol && x.port.ServicePort.Port == p.ServicePort.Port {
-			nr = x
-		}
-	}
+	nr := a.noReadyOf(p)
 	if nr == nil {
 		nr = &noReadyPort{port: p, bySees: map[string][]string{}}
 		a.noReadyPorts = append(a.noReadyPorts, nr)
@@ -313,6 +308,17 @@ func (a *analysis) noReady(p cluster.Port, node, who, sees string, ev []string) 
 	}
 	nr.bySees[key] = append(nr.bySees[key], node)
 	nr.evidence = append(nr.evidence, ev...)
+}
+
+// noReadyOf returns the no-ready record of service port p, nil when no
+// node reported one.
+func (a *analysis) noReadyOf(p cluster.Port) *noReadyPort {
+	for _, x := range a.noReadyPorts {
+		if x.port.Name == p.Name && x.port.Protocol == p.Protocol && x.port.ServicePort.Port == p.ServicePort.Port {
+			return x
+		}
+	}
+	return nil
 }
 
 func (a *analysis) emitNoReady() {
@@ -337,14 +343,8 @@ func (a *analysis) noReadyFromAPI() {
 		if len(cluster.UsableEndpoints(p.Endpoints, "", false)) > 0 {
 			continue
 		}
-		reported := false
-		for _, nr := range a.noReadyPorts {
-			if nr.port.Name == p.Name && nr.port.Protocol == p.Protocol && nr.port.ServicePort.Port == p.ServicePort.Port {
-				reported = true
-			}
-		}
-		if reported {
-			continue
+		if a.noReadyOf(p) != nil {
+			continue // the nodes' rules said it already
 		}
 		a.addService(report.NoReadyEndpoints, p.String(), "",
 			fmt.Sprintf("port %s has no ready endpoint in the EndpointSlices: kube-proxy has nothing to send its connections to (it rejects them, or drops them with no rule at all)", p.String()),

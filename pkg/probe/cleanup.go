@@ -23,6 +23,11 @@ const DefaultConcurrency = 8
 // NAMESPACE/NAME, sorted; a pod already gone is not an error. It needs list
 // and delete on pods.
 func Cleanup(ctx context.Context, c kubernetes.Interface, namespace, runID string) ([]string, error) {
+	return cleanup(ctx, c, namespace, runID, "")
+}
+
+// cleanup is Cleanup restricted to the pods bound to node ("": any node).
+func cleanup(ctx context.Context, c kubernetes.Interface, namespace, runID, node string) ([]string, error) {
 	selector := RunSelector(runID)
 	list, err := c.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
@@ -35,7 +40,7 @@ func Cleanup(ctx context.Context, c kubernetes.Interface, namespace, runID strin
 	var deleted []string
 	var errs []error
 	for _, p := range list.Items {
-		if !sel.Matches(labels.Set(p.Labels)) {
+		if !sel.Matches(labels.Set(p.Labels)) || (node != "" && p.Spec.NodeName != node) {
 			continue
 		}
 		err := c.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, deleteOptions())

@@ -60,7 +60,7 @@ const (
 	ContainerName = "agent"
 	// EnvRequest is the environment variable that carries the JSON
 	// agentapi.Request.
-	EnvRequest = "SVCPATH_REQUEST"
+	EnvRequest = agentapi.EnvRequest
 	// HostRoot is where the node's root file system is mounted, read-only,
 	// for the agent's optional chroot into the host's own binaries
 	// (iptables-nft of the host's version).
@@ -314,7 +314,7 @@ func PodFor(cfg Config, node string, req *agentapi.Request) (*corev1.Pod, error)
 					{Name: EnvRequest, Value: string(reqJSON)},
 					// The node's name as kubelet knows it, which need not be
 					// its host name (--hostname-override, cloud names).
-					{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+					{Name: agentapi.EnvNodeName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 				},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext:          &corev1.SecurityContext{Privileged: &yes},

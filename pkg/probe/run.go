@@ -519,25 +519,12 @@ func (r *runner) delete() error {
 
 // deleteUnnamed removes this run's pod for this node when Run never
 // learnt its name (Ctrl-C while the create request was in flight: the API
-// server may have created it all the same), by the run's label and the
-// node, on a fresh context.
+// server may have created it all the same), on a fresh context.
 func (r *runner) deleteUnnamed() error {
 	ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
 	defer cancel()
-	list, err := r.pods.List(ctx, metav1.ListOptions{LabelSelector: RunSelector(r.cfg.RunID)})
-	if err != nil {
-		return &DeleteError{Namespace: r.cfg.Namespace, Pod: "(run " + r.cfg.RunID + ")", Err: apiError(err, "list", "pods", r.cfg.Namespace)}
-	}
-	var errs []error
-	for _, p := range list.Items {
-		if p.Spec.NodeName != r.node {
-			continue
-		}
-		if err := r.pods.Delete(ctx, p.Name, deleteOptions()); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, &DeleteError{Namespace: r.cfg.Namespace, Pod: p.Name, Err: apiError(err, "delete", "pods", r.cfg.Namespace)})
-		}
-	}
-	return errors.Join(errs...)
+	_, err := cleanup(ctx, r.c, r.cfg.Namespace, r.cfg.RunID, r.node)
+	return err
 }
 
 func deleteOptions() metav1.DeleteOptions {
