@@ -212,7 +212,7 @@ func Explain(c *cluster.Cluster, nodes []*nodestate.Node, req Request) (*report.
 				rep.Conntrack = append(rep.Conntrack, *ct)
 			}
 		}
-		if na.out.Mode != ModeIPTables {
+		if !na.rulesEvaluated() {
 			continue
 		}
 		na.checkInterfaces()
@@ -229,7 +229,7 @@ func Explain(c *cluster.Cluster, nodes []*nodestate.Node, req Request) (*report.
 		// health, --verify) still answers much of the question.
 		for i := range rep.Nodes {
 			if n := &rep.Nodes[i]; n.Name == resolved.node {
-				n.Notes = append(n.Notes, fmt.Sprintf("--from: the connection from %s is not traced: this node is in %s mode and this version traces the iptables mode only", resolved.Source, n.Mode))
+				n.Notes = append(n.Notes, fmt.Sprintf("--from: the connection from %s is not traced: this node is in %s mode, whose rules are not traced (see the node's notes)", resolved.Source, n.Mode))
 			}
 		}
 	}

@@ -141,7 +141,7 @@ func (na *nodeAnalysis) conntrack(expected map[string]map[netip.AddrPort]float64
 // says whether the branch that lands where the flow landed is SNATed:
 // "none", "kube-proxy" or "cni" ("unknown" when it cannot be told).
 func (na *nodeAnalysis) expectedSNAT(f *ctflow.Flow, proto string, to netip.AddrPort, dnat bool) string {
-	d, _, _ := na.st.Dump(familyOf(f.Orig.Dst))
+	d, _, _ := na.rules(familyOf(f.Orig.Dst))
 	if d == nil {
 		return "unknown"
 	}
@@ -160,7 +160,7 @@ func (na *nodeAnalysis) expectedSNAT(f *ctflow.Flow, proto string, to netip.Addr
 			switch {
 			case o.SNAT == nil:
 				return "none"
-			case isKubeProxySNAT(o.SNAT):
+			case na.isKubeProxySNAT(o.SNAT):
 				return "kube-proxy"
 			default:
 				return "cni"

@@ -7,7 +7,6 @@ import (
 
 	"github.com/svcpath/kubectl-svcpath/pkg/cluster"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
-	"github.com/svcpath/kubectl-svcpath/pkg/kubeproxy"
 	"github.com/svcpath/kubectl-svcpath/pkg/nodestate"
 	"github.com/svcpath/kubectl-svcpath/pkg/report"
 )
@@ -86,23 +85,23 @@ func (na *nodeAnalysis) explainStep(s iptables.TraceStep, o iptables.Outcome, ds
 		return fmt.Sprintf("DNAT: the destination becomes %s (%s); conntrack remembers the choice for the whole connection", dst, who)
 	case "masquerade":
 		via := ""
-		if o.SNAT != nil && !isKubeProxySNAT(o.SNAT) {
+		if o.SNAT != nil && !na.isKubeProxySNAT(o.SNAT) {
 			via = " This rule is not kube-proxy's: it is a CNI's masquerade."
 		}
 		return "MASQUERADE: the source becomes the address of the egress interface toward the endpoint, and the source port may change." + via
 	case "snat":
-		return "SNAT: the source address is rewritten." + map[bool]string{true: "", false: " This rule is not kube-proxy's."}[o.SNAT != nil && isKubeProxySNAT(o.SNAT)]
+		return "SNAT: the source address is rewritten." + map[bool]string{true: "", false: " This rule is not kube-proxy's."}[o.SNAT != nil && na.isKubeProxySNAT(o.SNAT)]
 	case "reject":
 		return "REJECT: the client gets an error at once (connection refused); kube-proxy writes this for a service port with no endpoint"
 	case "drop":
 		return "DROP: the packet is discarded; the client times out"
 	case "return":
-		if s.Chain == kubeproxy.ChainPostrouting {
+		if s.Chain == na.kp.postrouting {
 			return fmt.Sprintf("not marked %#x: kube-proxy does not source-NAT this connection", na.masqMark)
 		}
 		return fmt.Sprintf("RETURN: leaves %s, back to the calling chain", s.Chain)
 	case "mark":
-		if s.Chain == kubeproxy.ChainMarkMasq {
+		if s.Chain == na.kp.markMasq {
 			return fmt.Sprintf("sets mark %#x: nat POSTROUTING will masquerade this connection", na.masqMark)
 		}
 		return "sets a packet mark"
@@ -110,27 +109,27 @@ func (na *nodeAnalysis) explainStep(s iptables.TraceStep, o iptables.Outcome, ds
 		return "ACCEPT: this table lets the packet through"
 	}
 	switch {
-	case target == kubeproxy.ChainServices:
-		if s.Chain == "PREROUTING" {
+	case target == na.kp.services:
+		if s.Chain == "PREROUTING" || s.Chain == "nat-prerouting" {
 			return "every packet arriving on an interface (e.g. from a pod's veth) enters kube-proxy's service portals"
 		}
-		if s.Chain == "OUTPUT" {
+		if s.Chain == "OUTPUT" || s.Chain == "nat-output" {
 			return "every packet sent by a host process enters kube-proxy's service portals"
 		}
 		return "enters kube-proxy's service portals"
-	case target == kubeproxy.ChainPostrouting:
+	case target == na.kp.postrouting:
 		return "kube-proxy's postrouting chain decides whether to masquerade (by the 0x4000 mark)"
-	case target == kubeproxy.ChainNodePorts:
+	case na.kp.nodePorts != "" && target == na.kp.nodePorts:
 		return fmt.Sprintf("the destination %s is one of this node's own addresses: look up the node ports", pkt.Dst)
-	case target == kubeproxy.ChainMarkMasq:
-		if s.Chain != "" && strings.HasPrefix(s.Chain, kubeproxy.PrefixSEP) {
+	case target == na.kp.markMasq:
+		if s.Chain != "" && strings.HasPrefix(s.Chain, na.kp.sep) {
 			return fmt.Sprintf("the source %s is this endpoint itself (hairpin): mark for masquerade, or the pod would answer itself directly", pkt.Src)
 		}
-		if strings.HasPrefix(s.Chain, kubeproxy.PrefixEXT) {
+		if strings.HasPrefix(s.Chain, na.kp.ext) {
 			return "external traffic: mark for masquerade so that replies return through this node"
 		}
 		return fmt.Sprintf("the source %s is outside the cluster's pod network: mark for masquerade so that replies return through this node", pkt.Src)
-	case strings.HasPrefix(target, kubeproxy.PrefixSEP):
+	case strings.HasPrefix(target, na.kp.sep):
 		if prob, ok := ruleProbability(s.Rule); ok {
 			return fmt.Sprintf("picks this endpoint's chain with probability %.4g of the connections still unassigned (statistic random)", prob)
 		}
@@ -138,18 +137,18 @@ func (na *nodeAnalysis) explainStep(s iptables.TraceStep, o iptables.Outcome, ds
 			return "session affinity: a client seen recently goes back to the same endpoint"
 		}
 		return "the remaining connections go to this endpoint's chain"
-	case strings.HasPrefix(target, kubeproxy.PrefixSVC), strings.HasPrefix(target, kubeproxy.PrefixSVL):
+	case strings.HasPrefix(target, na.kp.svc), strings.HasPrefix(target, na.kp.svl):
 		what := "the service port's load-balancing chain"
-		if strings.HasPrefix(target, kubeproxy.PrefixSVL) {
+		if strings.HasPrefix(target, na.kp.svl) {
 			what = "the chain of this node's local endpoints only (traffic policy Local)"
 		}
-		if s.Chain == kubeproxy.ChainServices || s.Chain == kubeproxy.ChainNodePorts {
+		if s.Chain == na.kp.services || na.kp.nodePorts != "" && s.Chain == na.kp.nodePorts {
 			return fmt.Sprintf("%s:%d/%s matches this service port: on to %s", pkt.Dst, pkt.DPort, strings.ToUpper(pkt.Protocol), what)
 		}
 		return "on to " + what
-	case strings.HasPrefix(target, kubeproxy.PrefixEXT):
+	case strings.HasPrefix(target, na.kp.ext):
 		return fmt.Sprintf("%s:%d/%s matches this service's external entry: on to its external-traffic chain", pkt.Dst, pkt.DPort, strings.ToUpper(pkt.Protocol))
-	case strings.HasPrefix(target, kubeproxy.PrefixFW):
+	case strings.HasPrefix(target, na.kp.fw):
 		return "load-balancer entry: on to the source-range firewall chain"
 	case strings.HasPrefix(target, "CNI-"), strings.HasPrefix(target, "cali-"):
 		return "a CNI plugin's own chain"
@@ -197,7 +196,7 @@ func (ds *dist) balancingRules() []string {
 	seen := map[string]bool{}
 	for _, o := range ds.trace.Outcomes {
 		for _, s := range o.Steps {
-			if strings.HasPrefix(ruleTarget(s.Rule), kubeproxy.PrefixSEP) {
+			if strings.HasPrefix(ruleTarget(s.Rule), ds.kp.sep) {
 				t := ruleText(s.Rule)
 				if !seen[t] {
 					seen[t] = true
@@ -247,7 +246,7 @@ func (ds *dist) snatEvidence() []string {
 			continue
 		}
 		for _, s := range o.Steps {
-			if ruleTarget(s.Rule) == kubeproxy.ChainMarkMasq || s.Action == "masquerade" || s.Action == "snat" {
+			if ruleTarget(s.Rule) == ds.kp.markMasq || s.Action == "masquerade" || s.Action == "snat" {
 				add(ruleText(s.Rule))
 			}
 		}
@@ -295,10 +294,19 @@ func (a *analysis) afterNodes(nodes []*nodestate.Node) {
 		return
 	}
 	for i, st := range nodes {
-		if i >= len(a.rep.Nodes) || a.rep.Nodes[i].Mode != ModeIPTables {
+		if i >= len(a.rep.Nodes) {
 			continue
 		}
-		d, _, _ := st.Dump(familyOf(vip))
+		mode := a.rep.Nodes[i].Mode
+		var d *iptables.Dump
+		switch mode {
+		case ModeIPTables:
+			d, _, _ = st.Dump(familyOf(vip))
+		case ModeNFTables:
+			if tr := st.NFTKubeProxy[familyOf(vip)]; tr != nil {
+				d = tr.Dump
+			}
+		}
 		if d == nil {
 			continue
 		}
@@ -323,9 +331,16 @@ func (a *analysis) afterNodes(nodes []*nodestate.Node) {
 			}
 		}
 		a.addService(report.ICMPNotServed, "", "",
-			fmt.Sprintf("ping %s gets no answer: in iptables mode kube-proxy matches only TCP, UDP and SCTP to a ClusterIP, so ICMP echo is never DNATed and no interface holds the virtual IP. This is by design: test the service with its port (e.g. nc -zv %s %d), not with ping", vip, vip, a.svc.Spec.Ports[0].Port),
-			[]string{fmt.Sprintf("traced icmp %s -> %s on %s: no rule DNATs it (every KUBE-SERVICES rule for the service matches -p tcp/udp/sctp)", src, vip, st.Name)},
+			fmt.Sprintf("ping %s gets no answer: in %s mode kube-proxy matches only TCP, UDP and SCTP to a ClusterIP, so ICMP echo is never DNATed and no interface holds the virtual IP. This is by design: test the service with its port (e.g. nc -zv %s %d), not with ping", vip, mode, vip, a.svc.Spec.Ports[0].Port),
+			[]string{fmt.Sprintf("traced icmp %s -> %s on %s: no rule DNATs it (%s)", src, vip, st.Name, icmpWhy(mode))},
 			"")
 		return
 	}
+}
+
+func icmpWhy(mode string) string {
+	if mode == ModeNFTables {
+		return "the service-ips map is keyed by address . protocol . port, and its protocols are tcp, udp and sctp; cluster-ips-check rejects the rest"
+	}
+	return "every KUBE-SERVICES rule for the service matches -p tcp/udp/sctp"
 }

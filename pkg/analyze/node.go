@@ -12,6 +12,7 @@ import (
 	"github.com/svcpath/kubectl-svcpath/pkg/cluster"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
 	"github.com/svcpath/kubectl-svcpath/pkg/kubeproxy"
+	"github.com/svcpath/kubectl-svcpath/pkg/nft"
 	"github.com/svcpath/kubectl-svcpath/pkg/nodestate"
 	"github.com/svcpath/kubectl-svcpath/pkg/report"
 )
@@ -41,6 +42,8 @@ type nodeAnalysis struct {
 	st       *nodestate.Node
 	out      *report.Node
 	masqMark uint32
+	// kp names kube-proxy's chains in the node's mode.
+	kp *proxyNames
 }
 
 func (a *analysis) node(st *nodestate.Node) (report.Node, *nodeAnalysis) {
@@ -53,13 +56,13 @@ func (a *analysis) node(st *nodestate.Node) (report.Node, *nodeAnalysis) {
 		seen[ad] = true
 		out.Addresses = append(out.Addresses, ad.String())
 	}
-	na := &nodeAnalysis{analysis: a, st: st, out: &out, masqMark: 1 << uint(a.c.Proxy.MasqueradeBit)}
+	na := &nodeAnalysis{analysis: a, st: st, out: &out, masqMark: 1 << uint(a.c.Proxy.MasqueradeBit), kp: iptablesNames}
 	if a.c.Node(st.Name) == nil {
 		out.Notes = append(out.Notes, "the snapshot has no Node object for "+st.Name+": node addresses and zone are unknown")
 	}
 	out.Mode = na.detectMode()
 	out.Notes = append(out.Notes, st.Problems...)
-	if out.Mode == ModeIPTables {
+	if na.rulesEvaluated() {
 		for _, p := range a.ports {
 			for _, fam := range a.families() {
 				if port, ok := na.port(p, fam); ok {
@@ -119,8 +122,7 @@ func (na *nodeAnalysis) detectMode() string {
 	}
 	switch {
 	case st.HasNFTKubeProxy:
-		na.out.Notes = append(na.out.Notes, "kube-proxy runs in nftables mode on this node (table ip kube-proxy); this version explains the iptables mode only")
-		return ModeNFTables
+		return na.nftMode()
 	case st.HasIPVS:
 		na.out.Notes = append(na.out.Notes, "kube-proxy runs in IPVS mode on this node (kube-ipvs0 exists); this version explains the iptables mode only")
 		return ModeIPVS
@@ -143,6 +145,40 @@ func (na *nodeAnalysis) detectMode() string {
 		[]string{"nat table chains: " + chainSummary(d, "nat")},
 		"check that kube-proxy runs on this node: kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide --field-selector spec.nodeName="+st.Name+"; then its logs")
 	return ModeNone
+}
+
+// rulesEvaluated tells whether the node's service rules are traced: the
+// iptables mode, and the nftables mode once kube-proxy's table was read.
+func (na *nodeAnalysis) rulesEvaluated() bool {
+	return na.out.Mode == ModeIPTables || na.out.Mode == ModeNFTables && na.kp.nft != nil
+}
+
+// nftMode sets up the nftables mode: kube-proxy's tables, translated for
+// the tracer, and their chain names.
+func (na *nodeAnalysis) nftMode() string {
+	st := na.st
+	if st.NFTErr != nil {
+		na.finding(report.RulesUnparsable, "", "",
+			"the nftables ruleset of this node could not be read: "+st.NFTErr.Error(),
+			[]string{st.NFTErr.Error()}, "re-collect it with `nft list ruleset` (or `nft -j list ruleset`) on the node; an incomplete copy is the usual cause")
+		return ModeNFTables
+	}
+	var trs []*nft.Translation
+	for _, fam := range []string{"IPv4", "IPv6"} {
+		if tr := st.NFTKubeProxy[fam]; tr != nil {
+			trs = append(trs, tr)
+			for _, u := range tr.Unmodelled {
+				na.out.Notes = append(na.out.Notes, "nftables "+tr.Table.String()+": "+u+" (evaluated as uncertain)")
+			}
+		}
+		if err := st.NFTKubeProxyErr[fam]; err != nil {
+			na.finding(report.RulesUnparsable, "", "", "kube-proxy's nftables table could not be evaluated: "+err.Error(), []string{err.Error()}, "")
+		}
+	}
+	if len(trs) > 0 {
+		na.kp = nftNames(trs)
+	}
+	return ModeNFTables
 }
 
 // entrySpec is one entry point of one port.
@@ -212,7 +248,7 @@ func (na *nodeAnalysis) port(p cluster.Port, fam string) (report.Port, bool) {
 	if rp.Protocol == "" {
 		rp.Protocol = "TCP"
 	}
-	d, err, present := na.st.Dump(fam)
+	d, err, present := na.rules(fam)
 	if !present || err != nil || d == nil {
 		if present && err != nil {
 			na.finding(report.RulesUnparsable, p.String(), "", fmt.Sprintf("the %s rules could not be read: %v", fam, err), []string{err.Error()}, "")
@@ -325,6 +361,7 @@ type dist struct {
 	passthrough float64
 	trace       *iptables.Trace
 	src         source
+	kp          *proxyNames
 	snatKube    float64 // share SNATed by kube-proxy chains
 	snatOther   float64 // share SNATed by non-kube-proxy chains
 	otherSNAT   []*iptables.SNAT
@@ -340,7 +377,7 @@ func (na *nodeAnalysis) trace(d *iptables.Dump, src source, dst netip.AddrPort, 
 	if err != nil {
 		return nil, err
 	}
-	ds := &dist{targets: map[netip.AddrPort]*report.Target{}, trace: tr, src: src}
+	ds := &dist{targets: map[netip.AddrPort]*report.Target{}, trace: tr, src: src, kp: na.kp}
 	for i, o := range tr.Outcomes {
 		switch o.Verdict {
 		case iptables.VerdictDrop:
@@ -351,7 +388,7 @@ func (na *nodeAnalysis) trace(d *iptables.Dump, src source, dst netip.AddrPort, 
 			continue
 		}
 		if o.SNAT != nil {
-			if isKubeProxySNAT(o.SNAT) {
+			if na.isKubeProxySNAT(o.SNAT) {
 				ds.snatKube += o.Probability
 			} else {
 				ds.snatOther += o.Probability
@@ -359,7 +396,7 @@ func (na *nodeAnalysis) trace(d *iptables.Dump, src source, dst netip.AddrPort, 
 			}
 		} else if o.Mark&na.masqMark != 0 && o.Delivered != "local" {
 			ds.markedNoSNT = append(ds.markedNoSNT, tr.Outcomes[i])
-		} else if o.Mark&na.masqMark == 0 && o.Delivered != "local" && jumpsTo(o, kubeproxy.ChainMarkMasq) {
+		} else if o.Mark&na.masqMark == 0 && o.Delivered != "local" && jumpsTo(o, na.kp.markMasq) {
 			ds.markNotSet = append(ds.markNotSet, tr.Outcomes[i])
 		}
 		if !o.DNAT.IsValid() {
@@ -380,13 +417,13 @@ func (na *nodeAnalysis) trace(d *iptables.Dump, src source, dst netip.AddrPort, 
 	return ds, nil
 }
 
-func isKubeProxySNAT(s *iptables.SNAT) bool {
+func (na *nodeAnalysis) isKubeProxySNAT(s *iptables.SNAT) bool {
 	for _, c := range s.ViaChains {
-		if strings.HasPrefix(c, "KUBE-") {
+		if na.kp.kube(c) {
 			return true
 		}
 	}
-	return strings.HasPrefix(s.Chain, "KUBE-")
+	return na.kp.kube(s.Chain)
 }
 
 // reportTargets turns a distribution into report targets, labelled with the
@@ -539,12 +576,7 @@ func (na *nodeAnalysis) hairpin(d *iptables.Dump, p cluster.Port, fam, proto str
 }
 
 func (na *nodeAnalysis) expectedChains(p cluster.Port) []string {
-	var out []string
-	for _, spn := range kubeproxy.ServicePortNames(na.svc.Namespace, na.svc.Name, p.Name) {
-		ch := kubeproxy.ServiceChains(spn, string(p.Protocol))
-		out = append(out, ch.SVC)
-	}
-	return out
+	return na.portChains(p)
 }
 
 func (na *nodeAnalysis) checkTraceWarnings(ds *dist, port, entry string) {
@@ -553,7 +585,7 @@ func (na *nodeAnalysis) checkTraceWarnings(ds *dist, port, entry string) {
 			na.out.Notes = append(na.out.Notes, fmt.Sprintf("chain %s was not collected (partial dump)", mc))
 			continue
 		}
-		if mc == kubeproxy.ChainMarkMasq {
+		if mc == na.kp.markMasq {
 			continue // reported as MASQ-RULE-MISSING
 		}
 		na.finding(report.ServiceNotProgrammed, port, entry,
@@ -579,7 +611,7 @@ func (na *nodeAnalysis) checkProgrammed(d *iptables.Dump, p cluster.Port, e entr
 				ev = append(ev, "rule leading to it: "+r)
 			}
 		} else {
-			ev = append(ev, fmt.Sprintf("chain %s (kube-proxy's name for this port) is not in the nat table", name))
+			ev = append(ev, fmt.Sprintf("chain %s (kube-proxy's name for this port) is not in the %s table", name, na.kp.table))
 		}
 	}
 	what := "packets keep the virtual IP as destination and are lost: clients time out"
@@ -593,9 +625,9 @@ func (na *nodeAnalysis) checkProgrammed(d *iptables.Dump, p cluster.Port, e entr
 
 func (na *nodeAnalysis) hookEvidence(d *iptables.Dump) []string {
 	var ev []string
-	for _, hook := range []string{"PREROUTING", "OUTPUT"} {
-		if !chainJumps(d, "nat", hook, kubeproxy.ChainServices) {
-			ev = append(ev, fmt.Sprintf("nat %s has no rule jumping to %s: no service works from this hook", hook, kubeproxy.ChainServices))
+	for _, hook := range na.kp.serviceHooks {
+		if !chainJumps(d, "nat", hook, na.kp.services) {
+			ev = append(ev, fmt.Sprintf("%s %s has no rule jumping to %s: no service works from this hook", na.kp.table, hook, na.kp.services))
 		}
 	}
 	return ev
@@ -659,14 +691,12 @@ func (na *nodeAnalysis) compare(p cluster.Port, e entrySpec, ds *dist, exp []clu
 			continue // already reported as a port mismatch
 		}
 		missing = append(missing, fmt.Sprintf("%s (pod %s on %s)", ep.AddrPort(), orNone(ep.Pod), orNone(ep.Node)))
-		for _, spn := range kubeproxy.ServicePortNames(na.svc.Namespace, na.svc.Name, p.Name) {
-			sep := kubeproxy.EndpointChain(spn, string(p.Protocol), ep.AddrPort().String())
-			d, _, _ := na.st.Dump(familyOf(ep.IP))
-			if hasChain(d, "nat", sep) {
-				missingEv = append(missingEv, fmt.Sprintf("%s (kube-proxy's chain for %s) exists but no service chain on the path jumps to it", sep, ep.AddrPort()))
-			} else {
-				missingEv = append(missingEv, fmt.Sprintf("%s (kube-proxy's chain for %s as %q) is not in the nat table", sep, ep.AddrPort(), spn))
-			}
+		sep := na.kp.endpointChain(na.svc.Namespace, na.svc.Name, p.Name, string(p.Protocol), ep.AddrPort())
+		d, _, _ := na.rules(familyOf(ep.IP))
+		if hasChain(d, "nat", sep) {
+			missingEv = append(missingEv, fmt.Sprintf("%s (kube-proxy's chain for %s) exists but no service chain on the path jumps to it", sep, ep.AddrPort()))
+		} else {
+			missingEv = append(missingEv, fmt.Sprintf("%s (kube-proxy's chain for %s) is not in the %s table", sep, ep.AddrPort(), na.kp.table))
 		}
 	}
 	if len(missing) > 0 && (len(ds.targets) > 0 || ds.reject+ds.drop > 0) {
@@ -784,33 +814,34 @@ func (na *nodeAnalysis) checkMasquerade(p cluster.Port, e entrySpec, pod, off, h
 			marked = append(marked, fmt.Sprintf("from %s: mark %#x set, DNAT to %s, no MASQUERADE in nat POSTROUTING", ds.src.desc, o.Mark, o.DNAT))
 		}
 		if len(ds.markNotSet) > 0 {
-			marked = append(marked, fmt.Sprintf("from %s: the path jumps to %s but the packet leaves it without mark %#x, so nothing masquerades it", ds.src.desc, kubeproxy.ChainMarkMasq, na.masqMark))
+			marked = append(marked, fmt.Sprintf("from %s: the path jumps to %s but the packet leaves it without mark %#x, so nothing masquerades it", ds.src.desc, na.kp.markMasq, na.masqMark))
 		}
 		for _, mc := range ds.trace.MissingChains {
-			if mc == kubeproxy.ChainMarkMasq {
+			if mc == na.kp.markMasq {
 				marked = append(marked, fmt.Sprintf("from %s: rules jump to %s, which does not exist", ds.src.desc, mc))
 				marked = append(marked, rulesJumpingTo(ds.trace, mc)...)
 			}
 		}
 	}
 	if len(marked) > 0 {
-		d, _, _ := na.st.Dump(familyOf(e.addr.Addr()))
-		if !hasChain(d, "nat", kubeproxy.ChainMarkMasq) {
-			marked = append(marked, "nat has no KUBE-MARK-MASQ chain")
+		d, _, _ := na.rules(familyOf(e.addr.Addr()))
+		kp := na.kp
+		if !hasChain(d, "nat", kp.markMasq) {
+			marked = append(marked, fmt.Sprintf("%s has no %s chain", kp.table, kp.markMasq))
 		} else {
-			marked = append(marked, "KUBE-MARK-MASQ: "+orNone(strings.Join(chainRules(d, "nat", kubeproxy.ChainMarkMasq), " | ")))
+			marked = append(marked, kp.markMasq+": "+orNone(strings.Join(chainRules(d, "nat", kp.markMasq), " | ")))
 		}
-		if !hasChain(d, "nat", kubeproxy.ChainPostrouting) {
-			marked = append(marked, "nat has no KUBE-POSTROUTING chain")
+		if !hasChain(d, "nat", kp.postrouting) {
+			marked = append(marked, fmt.Sprintf("%s has no %s chain", kp.table, kp.postrouting))
 		} else {
-			marked = append(marked, "KUBE-POSTROUTING: "+strings.Join(chainRules(d, "nat", kubeproxy.ChainPostrouting), " | "))
+			marked = append(marked, kp.postrouting+": "+strings.Join(chainRules(d, "nat", kp.postrouting), " | "))
 		}
-		if !chainJumps(d, "nat", "POSTROUTING", kubeproxy.ChainPostrouting) {
-			marked = append(marked, "nat POSTROUTING has no rule jumping to KUBE-POSTROUTING")
+		if !chainJumps(d, "nat", kp.postroutingHook, kp.postrouting) {
+			marked = append(marked, fmt.Sprintf("%s %s has no rule jumping to %s", kp.table, kp.postroutingHook, kp.postrouting))
 		}
 		na.finding(report.MasqRuleMissing, port, entry,
 			fmt.Sprintf("%s: traffic that needs SNAT is not source-NATed: replies from the endpoint go straight to the original client, which drops them (connections hang)", entry),
-			uniq(marked), "kube-proxy writes KUBE-MARK-MASQ and KUBE-POSTROUTING's MASQUERADE on every sync: restart kube-proxy on the node; check no other tool flushes nat POSTROUTING")
+			uniq(marked), fmt.Sprintf("kube-proxy writes %s and %s's MASQUERADE on every sync: restart kube-proxy on the node; check no other tool flushes nat POSTROUTING", na.kp.markMasq, na.kp.postrouting))
 	}
 	if e.kind == report.EntryClusterIP || e.kind == report.EntryNodePort {
 		if m.OffCluster {

@@ -43,7 +43,7 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	if port == nil {
 		return nil, fmt.Errorf("%w: the service has no %s entry to trace on %s", ErrBadSource, fam, na.st.Name)
 	}
-	d, err, present := na.st.Dump(fam)
+	d, err, present := na.rules(fam)
 	if !present || err != nil || d == nil {
 		return nil, fmt.Errorf("%w: node %s has no readable %s rule dump", ErrBadSource, na.st.Name, fam)
 	}
@@ -113,13 +113,13 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	if err != nil {
 		return nil, err
 	}
-	ds := &dist{targets: map[netip.AddrPort]*report.Target{}, trace: trace, src: src}
+	ds := &dist{targets: map[netip.AddrPort]*report.Target{}, trace: trace, src: src, kp: na.kp}
 	// The shared steps: those every branch takes before they split.
 	shared := sharedPrefix(trace)
 	for _, s := range shared {
 		step := na.reportStep(s, trace.Outcomes[0], ds, *port)
 		tr.Steps = append(tr.Steps, step)
-		if s.Action == "jump" && !strings.HasPrefix(ruleTarget(s.Rule), "KUBE-") {
+		if s.Action == "jump" && !na.kp.kube(ruleTarget(s.Rule)) {
 			continue // another tool's chain that changed nothing: evidence only
 		}
 		say("%s (%s %s: `%s`).", capitalize(step.Explanation), s.Table, s.Chain, step.Rule)
@@ -275,7 +275,7 @@ func (na *nodeAnalysis) branch(o iptables.Outcome, tr *iptables.Trace, ds *dist,
 	}
 	if o.SNAT != nil {
 		s := &report.SNAT{By: "kube-proxy", Rule: ruleText(o.SNAT.Rule)}
-		if !isKubeProxySNAT(o.SNAT) {
+		if !na.isKubeProxySNAT(o.SNAT) {
 			s.By = "cni"
 		}
 		switch {

@@ -58,6 +58,24 @@ type Table struct {
 	byName map[string]*Chain
 	data   []byte
 	refs   []ruleRef // rule lines grouped by chain
+	// origins, when set, replace the text and line of translated rules.
+	origins map[int]Origin
+}
+
+// Origin is where a rule of a translated dump comes from: the text and line
+// of, for example, the nftables rule or map element it stands for.
+type Origin struct {
+	Text string
+	Line int
+}
+
+// SetOrigins gives the rules of the dump lines in o the text and line of
+// their origin (Rule.Raw and Rule.Line report them). It must be called
+// before the dump's rules are read.
+func (d *Dump) SetOrigins(o map[int]Origin) {
+	for _, t := range d.Tables {
+		t.origins = o
+	}
 }
 
 // Chain is one declared chain with the index of its rule lines.
@@ -215,6 +233,9 @@ func (c *Chain) parseRules(p *ruleParser, left int) {
 			return
 		}
 		r.Table = c.Table
+		if o, ok := c.tbl.origins[int(ref.line)]; ok {
+			r.Raw, r.Line = o.Text, o.Line
+		}
 		if r.Chain != c.Name { // cannot happen: the index matched the name
 			c.result.err = lineErr(int(ref.line), raw, nil, "rule of chain %q indexed under %q", r.Chain, c.Name)
 			return

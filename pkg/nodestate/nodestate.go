@@ -15,6 +15,7 @@ import (
 	"github.com/svcpath/kubectl-svcpath/pkg/ctflow"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
 	"github.com/svcpath/kubectl-svcpath/pkg/netdev"
+	"github.com/svcpath/kubectl-svcpath/pkg/nft"
 	"github.com/svcpath/kubectl-svcpath/pkg/route"
 	"github.com/svcpath/kubectl-svcpath/pkg/snapshot"
 )
@@ -36,6 +37,14 @@ type Node struct {
 	LocalAddrsFrom string
 	// Datapath markers found in the node data.
 	HasNFTKubeProxy bool
+	// NFT is the parsed nftables ruleset (nil without one, or when NFTErr).
+	NFT    *nft.Ruleset
+	NFTErr error
+	// NFTKubeProxy is kube-proxy's nftables table of each family ("IPv4":
+	// ip kube-proxy, "IPv6": ip6 kube-proxy) translated for the tracer,
+	// merged with that family's iptables rules.
+	NFTKubeProxy    map[string]*nft.Translation
+	NFTKubeProxyErr map[string]error
 	HasIPVS         bool
 	HasCilium       bool
 	HasCalicoEBPF   bool
@@ -155,10 +164,48 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 	}
 	st.HasNFTKubeProxy = bytes.Contains(n.NFTRuleset, []byte("table ip kube-proxy")) ||
 		bytes.Contains(n.NFTRuleset, []byte("table ip6 kube-proxy"))
+	if len(bytes.TrimSpace(n.NFTRuleset)) > 0 {
+		st.parseNFT(n)
+	}
 	st.HasIPVS = st.hasLink("kube-ipvs0")
 	st.HasCilium = st.hasLink("cilium_host")
 	st.HasCalicoEBPF = st.hasLink("bpfnatin")
 	return st
+}
+
+// parseNFT reads the nftables ruleset and translates kube-proxy's tables
+// (ip and ip6 kube-proxy), each merged with the iptables rules of its
+// family, for the tracer.
+func (n *Node) parseNFT(sn *snapshot.Node) {
+	rs, err := nft.Parse(sn.NFTRuleset)
+	if err != nil {
+		n.NFTErr = err
+		return
+	}
+	n.NFT = rs
+	for _, fam := range []struct{ family, table string }{{"IPv4", "ip"}, {"IPv6", "ip6"}} {
+		t := rs.Table(fam.table, nft.KubeProxyTable)
+		if t == nil {
+			continue
+		}
+		n.HasNFTKubeProxy = true
+		base := sn.IPTablesSave
+		if fam.family == "IPv6" {
+			base = sn.IP6TablesSave
+		}
+		if d, err, _ := n.Dump(fam.family); d == nil || err != nil {
+			base = nil // an unreadable dump is reported on its own
+		}
+		tr, err := nft.Translate(t, base)
+		if n.NFTKubeProxy == nil {
+			n.NFTKubeProxy, n.NFTKubeProxyErr = map[string]*nft.Translation{}, map[string]error{}
+		}
+		if err != nil {
+			n.NFTKubeProxyErr[fam.family] = err
+			continue
+		}
+		n.NFTKubeProxy[fam.family] = tr
+	}
 }
 
 // Dump returns the dump of a family ("IPv4" or "IPv6") with its error and

@@ -1,0 +1,172 @@
+package analyze
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/svcpath/kubectl-svcpath/pkg/cluster"
+	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
+	"github.com/svcpath/kubectl-svcpath/pkg/kubeproxy"
+	"github.com/svcpath/kubectl-svcpath/pkg/nft"
+)
+
+// proxyNames are the names kube-proxy gives its chains in one mode. The
+// nftables mode is traced on its translation into the iptables model (see
+// package nft), where its chains keep their nft names.
+type proxyNames struct {
+	mode string
+	// services is the dispatch chain; nodePorts the node-port one ("" when
+	// the mode has none of its own).
+	services, nodePorts string
+	markMasq, postrouting string
+	// Chain name prefixes.
+	svc, svl, ext, fw, sep string
+	// serviceHooks are the chains that must jump to services (the nat
+	// PREROUTING and OUTPUT hooks); postroutingHook the one that must jump
+	// to postrouting.
+	serviceHooks    []string
+	postroutingHook string
+	// table names the rules' home in messages ("nat", "ip kube-proxy").
+	table string
+	// nft holds the nftables translations of each family (nil in
+	// iptables mode).
+	nft []*nft.Translation
+}
+
+var iptablesNames = &proxyNames{
+	mode:            ModeIPTables,
+	services:        kubeproxy.ChainServices,
+	nodePorts:       kubeproxy.ChainNodePorts,
+	markMasq:        kubeproxy.ChainMarkMasq,
+	postrouting:     kubeproxy.ChainPostrouting,
+	svc:             kubeproxy.PrefixSVC,
+	svl:             kubeproxy.PrefixSVL,
+	ext:             kubeproxy.PrefixEXT,
+	fw:              kubeproxy.PrefixFW,
+	sep:             kubeproxy.PrefixSEP,
+	serviceHooks:    []string{"PREROUTING", "OUTPUT"},
+	postroutingHook: "POSTROUTING",
+	table:           "nat",
+}
+
+// nftNames are the names of kube-proxy's nftables proxier (v1.29+).
+func nftNames(trs []*nft.Translation) *proxyNames {
+	return &proxyNames{
+		mode:            ModeNFTables,
+		services:        "services",
+		markMasq:        "mark-for-masquerade",
+		postrouting:     "masquerading",
+		svc:             "service-",
+		svl:             "local-",
+		ext:             "external-",
+		fw:              "firewall-",
+		sep:             "endpoint-",
+		serviceHooks:    []string{"nat-prerouting", "nat-output"},
+		postroutingHook: "nat-postrouting",
+		table:           trs[0].Table.String(),
+		nft:             trs,
+	}
+}
+
+// kube tells whether a chain is kube-proxy's.
+func (n *proxyNames) kube(chain string) bool {
+	if n.nft != nil {
+		if i := strings.IndexByte(chain, '~'); i > 0 {
+			chain = chain[:i]
+		}
+		for _, tr := range n.nft {
+			if tr.Chains[chain] {
+				return true
+			}
+		}
+		return false
+	}
+	return strings.HasPrefix(chain, "KUBE-")
+}
+
+// serviceChains returns the names of a service port's load-balancing
+// chains as kube-proxy writes them.
+func (n *proxyNames) serviceChains(ns, name, portName, proto string) []string {
+	var out []string
+	for _, spn := range kubeproxy.ServicePortNames(ns, name, portName) {
+		if n.nft == nil {
+			out = append(out, kubeproxy.ServiceChains(spn, proto).SVC)
+			continue
+		}
+		// nft: service-HASH-ns/name/proto/portname; the hash is found by
+		// the suffix in the table.
+		suffix := nftPortSuffix(ns, name, portName, proto)
+		for _, c := range n.tables() {
+			if strings.HasPrefix(c.Name, n.svc) && strings.HasSuffix(c.Name, suffix) {
+				out = append(out, c.Name)
+			}
+		}
+		if len(out) == 0 {
+			out = append(out, n.svc+"*-"+suffix[1:])
+		}
+		break
+	}
+	return out
+}
+
+// nftPortSuffix is "-ns/name/proto/portname" of kube-proxy's nft chains.
+func nftPortSuffix(ns, name, portName, proto string) string {
+	return "-" + ns + "/" + name + "/" + strings.ToLower(proto) + "/" + portName
+}
+
+// endpointChain names an endpoint's chain.
+func (n *proxyNames) endpointChain(ns, name, portName, proto string, ep netip.AddrPort) string {
+	if n.nft == nil {
+		spn := kubeproxy.ServicePortNames(ns, name, portName)[0]
+		return kubeproxy.EndpointChain(spn, proto, ep.String())
+	}
+	suffix := nftPortSuffix(ns, name, portName, proto) + "__" + ep.Addr().String() + "/" + itoa(int(ep.Port()))
+	for _, c := range n.tables() {
+		if strings.HasPrefix(c.Name, n.sep) && strings.HasSuffix(c.Name, suffix) {
+			return c.Name
+		}
+	}
+	return n.sep + "*" + suffix
+}
+
+// tables lists the chains of every translated nft table.
+func (n *proxyNames) tables() []*nft.Chain {
+	var out []*nft.Chain
+	for _, tr := range n.nft {
+		out = append(out, tr.Table.Chains...)
+	}
+	return out
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for i > 0 {
+		b = append([]byte{digits[i%10]}, b...)
+		i /= 10
+	}
+	return string(b)
+}
+
+// portChains is serviceChains for a cluster port.
+func (na *nodeAnalysis) portChains(p cluster.Port) []string {
+	return na.kp.serviceChains(na.svc.Namespace, na.svc.Name, p.Name, string(p.Protocol))
+}
+
+// rules returns the rules to trace for a family: the iptables dump, or in
+// nftables mode the translation of kube-proxy's table merged with it.
+func (na *nodeAnalysis) rules(fam string) (*iptables.Dump, error, bool) {
+	if na.kp.nft != nil {
+		if tr := na.st.NFTKubeProxy[fam]; tr != nil {
+			return tr.Dump, nil, true
+		}
+		if err := na.st.NFTKubeProxyErr[fam]; err != nil {
+			return nil, err, true
+		}
+		return nil, nil, false
+	}
+	return na.st.Dump(fam)
+}
