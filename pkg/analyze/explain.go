@@ -230,6 +230,26 @@ func (ds *dist) terminalRules(v iptables.Verdict) []string {
 	return out
 }
 
+// nftClusterIPsCheck is kube-proxy's nftables chain that rejects traffic to
+// ClusterIP ports it does not serve.
+const nftClusterIPsCheck = "cluster-ips-check"
+
+// terminalChainsAre tells whether every drop or reject of the distribution
+// happened in chain.
+func (ds *dist) terminalChainsAre(chain string) bool {
+	n := 0
+	for _, o := range ds.trace.Outcomes {
+		if o.Verdict != iptables.VerdictDrop && o.Verdict != iptables.VerdictReject || len(o.Steps) == 0 {
+			continue
+		}
+		if o.Steps[len(o.Steps)-1].Chain != chain {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
 // snatEvidence quotes the mark and masquerade rules of the path.
 func (ds *dist) snatEvidence() []string {
 	var out []string

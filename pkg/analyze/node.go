@@ -106,31 +106,54 @@ func (na *nodeAnalysis) finding(id, port, entry, msg string, ev []string, hint s
 // detectMode finds the proxy datapath the node runs. Missing-rule findings
 // are only ever emitted for a positively identified mode.
 func (na *nodeAnalysis) detectMode() string {
+	mode := na.detectDatapath()
+	na.checkModeMismatch(mode)
+	return mode
+}
+
+func (na *nodeAnalysis) detectDatapath() string {
 	st := na.st
 	d, err, present := st.Dump("IPv4")
 	if !present {
 		d, err, present = st.Dump("IPv6")
 	}
-	if err != nil {
+	if err != nil && !st.HasNFTKubeProxy {
 		na.finding(report.RulesUnparsable, "", "",
 			"the iptables dump of this node could not be read: "+err.Error(),
 			[]string{err.Error()}, "re-collect it with `iptables-save` (and `ip6tables-save`) on the node; an incomplete copy (no COMMIT) is the usual cause")
 		return ModeUnknown
 	}
-	if present && d != nil && hasChain(d, "nat", kubeproxy.ChainServices) {
-		return ModeIPTables
-	}
+	ipt := present && err == nil && d != nil && hasChain(d, "nat", kubeproxy.ChainServices)
+	ebpf := na.ebpfDatapath()
 	switch {
+	case st.HasIPVS:
+		na.out.Notes = append(na.out.Notes, "kube-proxy runs in IPVS mode on this node (kube-ipvs0 exists)")
+		return ModeIPVS
+	case ipt && st.HasNFTKubeProxy:
+		// Both: leftovers of a mode switch (kube-proxy cleans the other
+		// mode's rules when it starts, unless that failed). Both hook
+		// into the same path; the configured mode is the live one.
+		pick := ModeIPTables
+		if na.c.Proxy.Found && na.c.Proxy.Mode == ModeNFTables {
+			pick = ModeNFTables
+		}
+		na.out.Notes = append(na.out.Notes, fmt.Sprintf("this node has kube-proxy rules of both the iptables mode (nat KUBE-SERVICES) and the nftables mode (table kube-proxy): the rules of the mode kube-proxy does not run are leftovers, yet they sit in the same hooks; %s is evaluated (%s)", pick, map[bool]string{true: "the kube-proxy ConfigMap's mode", false: "no ConfigMap says otherwise"}[na.c.Proxy.Found && na.c.Proxy.Mode == pick]))
+		if pick == ModeNFTables {
+			return na.nftMode()
+		}
+		return ModeIPTables
+	case ipt:
+		if ebpf != "" {
+			na.out.Notes = append(na.out.Notes, fmt.Sprintf("%s runs on this node next to kube-proxy's iptables rules: its socket-level load balancing may answer a pod's connection before netfilter sees it", ebpf))
+		}
+		return ModeIPTables
 	case st.HasNFTKubeProxy:
 		return na.nftMode()
-	case st.HasIPVS:
-		na.out.Notes = append(na.out.Notes, "kube-proxy runs in IPVS mode on this node (kube-ipvs0 exists); this version explains the iptables mode only")
-		return ModeIPVS
-	case st.HasCilium || st.HasCalicoEBPF:
-		na.out.Notes = append(na.out.Notes, "an eBPF service datapath runs on this node; netfilter rules do not carry its services")
+	case ebpf != "":
+		na.ebpfFinding(ebpf)
 		return ModeEBPF
 	}
-	if !present {
+	if !present && !st.HasNFTKubeProxy && st.NFT == nil {
 		na.finding(report.NodeDataMissing, "", "",
 			"the snapshot has no iptables-save (nor ip6tables-save, nft-list-ruleset) for this node: nothing can be checked here",
 			[]string{"nodes/" + st.Name + "/iptables-save: absent"}, "add the output of `iptables-save` on the node to nodes/"+st.Name+"/iptables-save")
@@ -140,11 +163,69 @@ func (na *nodeAnalysis) detectMode() string {
 		na.out.Notes = append(na.out.Notes, "partial dump without KUBE-SERVICES: the proxy mode cannot be told")
 		return ModeUnknown
 	}
+	ev := []string{"nat table chains: " + chainSummary(d, "nat")}
+	if st.NFT != nil {
+		var tables []string
+		for _, t := range st.NFT.Tables {
+			tables = append(tables, t.String())
+		}
+		ev = append(ev, "nftables tables: "+orNone(strings.Join(tables, ", ")))
+	}
 	na.finding(report.KubeProxyAbsent, "", "",
-		"no kube-proxy rules of any known mode on this node: nat has no KUBE-SERVICES chain, there is no `table ip kube-proxy` and no kube-ipvs0 interface, so no Service works from here",
-		[]string{"nat table chains: " + chainSummary(d, "nat")},
+		"no kube-proxy rules of any known mode on this node: nat has no KUBE-SERVICES chain, there is no `table ip kube-proxy`, no kube-ipvs0 interface and no eBPF service datapath, so no Service works from here",
+		ev,
 		"check that kube-proxy runs on this node: kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide --field-selector spec.nodeName="+st.Name+"; then its logs")
 	return ModeNone
+}
+
+// ebpfDatapath names the eBPF service datapath the node shows traces of.
+func (na *nodeAnalysis) ebpfDatapath() string {
+	switch {
+	case na.st.HasCilium:
+		return "Cilium"
+	case na.st.HasCalicoEBPF:
+		return "Calico eBPF"
+	}
+	return ""
+}
+
+// ebpfFinding says what an eBPF service datapath hides from netfilter.
+func (na *nodeAnalysis) ebpfFinding(which string) {
+	var ev []string
+	for _, l := range na.st.Links.Links() {
+		name := string(l.Name)
+		if strings.HasPrefix(name, "cilium_") || strings.HasPrefix(name, "bpfnat") || name == "bpfout.cali" || name == "bpfin.cali" {
+			ev = append(ev, "link "+name)
+		}
+	}
+	ev = append(ev, "nat has no KUBE-SERVICES chain and there is no kube-proxy nftables table: no kube-proxy rules carry the services")
+	cmd := "kubectl -n kube-system exec ds/cilium -- cilium-dbg service list (older images: cilium service list), and cilium-dbg bpf lb list for the backends"
+	if which == "Calico eBPF" {
+		cmd = "kubectl -n calico-system exec ds/calico-node -- calico-node -bpf nat dump (and -bpf conntrack dump)"
+	}
+	na.finding(report.EBPFDatapath, "", "",
+		fmt.Sprintf("services on this node are handled by %s's eBPF datapath, not by netfilter: the rule walk, endpoint probabilities and masquerade checks of this report cannot be made here; endpoints, routes, interfaces, conntrack and --verify still are", which),
+		ev, "read the datapath's own service table: "+cmd)
+}
+
+// checkModeMismatch compares the node's mode with kube-proxy's ConfigMap.
+func (na *nodeAnalysis) checkModeMismatch(mode string) {
+	px := na.c.Proxy
+	if !px.Found || px.Mode == "" || mode == ModeUnknown || mode == ModeNone {
+		return
+	}
+	want := strings.ToLower(px.Mode)
+	if want == mode || (want == "kernelspace" && mode == ModeIPTables) {
+		return
+	}
+	what := fmt.Sprintf("the kube-proxy ConfigMap says mode %q, but this node runs %s", px.Mode, mode)
+	hint := "kube-proxy reads its mode only when it starts: restart kube-proxy on this node (or fix the ConfigMap if it is the node that is right); check its logs for a fallback (e.g. IPVS modules missing)"
+	if mode == ModeEBPF {
+		what = fmt.Sprintf("the kube-proxy ConfigMap (mode %q) remains, but this node's services are handled by an eBPF datapath", px.Mode)
+		hint = "if kube-proxy was replaced on purpose, delete its DaemonSet and ConfigMap; if it still runs, its rules and the eBPF datapath both handle services"
+	}
+	na.finding(report.ProxyModeMismatch, "", "", what,
+		[]string{fmt.Sprintf("kube-system/kube-proxy ConfigMap: mode %q", px.Mode), "node " + na.st.Name + ": " + mode + " (detected from its rules and interfaces)"}, hint)
 }
 
 // rulesEvaluated tells whether the node's service rules are traced: the
@@ -596,7 +677,10 @@ func (na *nodeAnalysis) checkTraceWarnings(ds *dist, port, entry string) {
 
 // checkProgrammed flags an entry that no rule handles.
 func (na *nodeAnalysis) checkProgrammed(d *iptables.Dump, p cluster.Port, e entrySpec, pod *dist, exp []cluster.Endpoint, port, entry string) {
-	if len(exp) == 0 || len(pod.targets) > 0 || pod.drop+pod.reject > 0.999 {
+	// nftables mode: a ClusterIP whose service-ips element is gone falls
+	// through to cluster-ips-check, which rejects "invalid ports".
+	invalidPort := na.kp.nft != nil && pod.drop+pod.reject > 0.999 && pod.terminalChainsAre(nftClusterIPsCheck)
+	if len(exp) == 0 || len(pod.targets) > 0 || pod.drop+pod.reject > 0.999 && !invalidPort {
 		return
 	}
 	if na.st.Partial && len(pod.trace.MissingChains) > 0 {
@@ -615,7 +699,11 @@ func (na *nodeAnalysis) checkProgrammed(d *iptables.Dump, p cluster.Port, e entr
 		}
 	}
 	what := "packets keep the virtual IP as destination and are lost: clients time out"
-	if e.kind == report.EntryNodePort {
+	if invalidPort {
+		what = "no rule DNATs the packets, and kube-proxy's " + nftClusterIPsCheck + " treats them as sent to an unused port of the ClusterIP: clients are refused or time out"
+		ev = append(ev, pod.terminalRules(iptables.VerdictReject)...)
+		ev = append(ev, pod.terminalRules(iptables.VerdictDrop)...)
+	} else if e.kind == report.EntryNodePort {
 		what = "packets reach the node itself, where nothing listens on the node port: clients get a reset or time out"
 	}
 	na.finding(report.ServiceNotProgrammed, port, entry,

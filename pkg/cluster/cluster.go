@@ -362,6 +362,7 @@ func TargetPortString(sp corev1.ServicePort) string {
 }
 
 type kubeProxyConfiguration struct {
+	Kind        string `json:"kind"`
 	Mode        string `json:"mode"`
 	ClusterCIDR string `json:"clusterCIDR"`
 	IPTables    struct {
@@ -385,6 +386,9 @@ func parseProxyConfig(cms []*corev1.ConfigMap) ProxyConfig {
 			var kc kubeProxyConfiguration
 			if err := yaml.Unmarshal([]byte(data), &kc); err != nil {
 				continue
+			}
+			if kc.Kind != "" && kc.Kind != "KubeProxyConfiguration" {
+				continue // kubeconfig.conf, another document
 			}
 			pc.Found = true
 			pc.Mode = kc.Mode

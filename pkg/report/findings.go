@@ -39,6 +39,8 @@ const (
 	BridgeNFCallDisabled     = "BRIDGE-NF-CALL-DISABLED"
 	IPForwardDisabled        = "IP-FORWARD-DISABLED"
 	VerifyMismatch           = "VERIFY-MISMATCH"
+	EBPFDatapath             = "EBPF-DATAPATH"
+	ProxyModeMismatch        = "PROXY-MODE-MISMATCH"
 )
 
 // Catalog gives each finding ID its severity and a one-line title. The
@@ -83,6 +85,8 @@ var Catalog = map[string]struct {
 	BridgeNFCallDisabled:     {SeverityError, "bridged pod traffic bypasses iptables (bridge-nf-call-iptables off or br_netfilter not loaded)"},
 	IPForwardDisabled:        {SeverityError, "the node does not forward packets (ip_forward off)"},
 	VerifyMismatch:           {SeverityError, "a real connection (--verify) did not do what the rules predict"},
+	EBPFDatapath:             {SeverityInfo, "an eBPF datapath handles services: netfilter does not show their path"},
+	ProxyModeMismatch:        {SeverityWarning, "the node's proxy mode differs from the kube-proxy ConfigMap"},
 }
 
 // FindingsWithID returns the report's findings with the given ID, in
