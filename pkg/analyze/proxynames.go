@@ -17,7 +17,7 @@ type proxyNames struct {
 	mode string
 	// services is the dispatch chain; nodePorts the node-port one ("" when
 	// the mode has none of its own).
-	services, nodePorts string
+	services, nodePorts   string
 	markMasq, postrouting string
 	// Chain name prefixes.
 	svc, svl, ext, fw, sep string

@@ -106,21 +106,30 @@ func depth(l string) int {
 // joinUnbalanced extends a line whose braces are not balanced with the
 // following lines.
 func (p *textParser) joinUnbalanced(l string) (string, error) {
+	s, _, err := p.joinUnbalancedHandle(l)
+	return s, err
+}
+
+// joinUnbalancedHandle is joinUnbalanced that also returns the handle of
+// the last line joined (a rule's "# handle N" ends its last line).
+func (p *textParser) joinUnbalancedHandle(l string) (string, int, error) {
 	start, startText := p.line, p.cur
 	d := depth(l)
+	handle := 0
 	for d > 0 {
 		if !p.next() {
-			return "", &ParseError{Line: start, Text: startText, Msg: "unterminated { ... } (truncated ruleset?)"}
+			return "", 0, &ParseError{Line: start, Text: startText, Msg: "unterminated { ... } (truncated ruleset?)"}
 		}
-		c, _ := stripHandle(p.cur)
+		c, h := stripHandle(p.cur)
+		handle = h
 		l += " " + c
 		if len(l) > MaxLineLength {
-			return "", &ParseError{Line: start, Text: startText, Msg: "line too long"}
+			return "", 0, &ParseError{Line: start, Text: startText, Msg: "line too long"}
 		}
 		d += depth(c)
 	}
 	p.line = start
-	return l, nil
+	return l, handle, nil
 }
 
 func (p *textParser) skipBlock() error {
@@ -349,9 +358,12 @@ func (p *textParser) chain(name string) (*Chain, error) {
 			}
 		default:
 			line := p.line
-			full, err := p.joinUnbalanced(l)
+			full, h2, err := p.joinUnbalancedHandle(l)
 			if err != nil {
 				return nil, err
+			}
+			if h2 != 0 {
+				h = h2
 			}
 			if depth(full) != 0 {
 				return nil, &ParseError{Line: line, Text: full, Msg: "unbalanced braces"}

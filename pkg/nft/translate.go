@@ -36,7 +36,7 @@ type Translation struct {
 
 // MaxRulesPerRule bounds the expansion of one nft rule (elements of the
 // maps and sets it looks up, multiplied together).
-const MaxRulesPerRule = 1 << 20
+const MaxRulesPerRule = 1 << 18
 
 type outRule struct {
 	text   string
@@ -233,6 +233,9 @@ func (tr *translator) emit(it *iptTable, chain string, r *Rule, exprs []expr, vs
 			actions = append(actions, e)
 			continue
 		}
+		if n := lookupSize(tr.t, e); n > 0 && len(vs)*n > MaxRulesPerRule {
+			return fmt.Errorf("nft rule at line %d expands to more than %d iptables rules", r.Line, MaxRulesPerRule)
+		}
 		var next []variant
 		switch {
 		case e.vmap:
@@ -303,7 +306,7 @@ func (tr *translator) emit(it *iptTable, chain string, r *Rule, exprs []expr, vs
 		for _, a := range actions {
 			t := tr.action(r, a)
 			tr.ref(it, t)
-			it.rules = append(it.rules, outRule{"-A " + h + " " + t, iptables.Origin{Text: r.Text, Line: r.Line}})
+			it.rules = append(it.rules, outRule{ruleLine(h, nil, t), iptables.Origin{Text: r.Text, Line: r.Line}})
 		}
 		target = "-j " + h
 	}
@@ -321,9 +324,21 @@ func (tr *translator) emit(it *iptTable, chain string, r *Rule, exprs []expr, vs
 				line = v.elemLine
 			}
 		}
-		it.rules = append(it.rules, outRule{strings.TrimSpace("-A " + chain + " " + strings.Join(v.opts, " ") + " " + tg), iptables.Origin{Text: text, Line: line}})
+		if len(v.opts) == 0 && tg == "" {
+			continue // only side effects the trace does not need (update @set, counter)
+		}
+		it.rules = append(it.rules, outRule{ruleLine(chain, v.opts, tg), iptables.Origin{Text: text, Line: line}})
 	}
 	return nil
+}
+
+// ruleLine writes "-A chain opts target" with single blanks.
+func ruleLine(chain string, opts []string, target string) string {
+	parts := append([]string{"-A", chain}, opts...)
+	if target != "" {
+		parts = append(parts, target)
+	}
+	return strings.Join(parts, " ")
 }
 
 // ref queues the nft chain a target jumps or goes to.
@@ -332,6 +347,17 @@ func (tr *translator) ref(it *iptTable, target string) {
 	if len(f) == 2 && (f[0] == "-j" || f[0] == "-g") && tr.t.Chain(f[1]) != nil {
 		tr.queue = append(tr.queue, [2]string{it.name, f[1]})
 	}
+}
+
+// lookupSize is the number of elements a lookup expands to (0 for none).
+func lookupSize(t *Table, e expr) int {
+	if strings.HasPrefix(e.val, "@") {
+		if s := t.Set(e.val[1:]); s != nil {
+			return len(s.Elements) * 3
+		}
+		return 0
+	}
+	return (len(e.anon) + 1) * 3 // a th port may expand to three protocols
 }
 
 func (tr *translator) setElem(v *variant, set string, el Element, r *Rule) {
@@ -357,7 +383,7 @@ func (tr *translator) helper(it *iptTable, chain string) string {
 func (tr *translator) negatedSet(it *iptTable, chain string, r *Rule, rest []expr, e expr, elems []Element, vs []variant) error {
 	h := tr.helper(it, chain)
 	for _, v := range vs {
-		it.rules = append(it.rules, outRule{strings.TrimSpace("-A " + chain + " " + strings.Join(v.opts, " ") + " -j " + h), iptables.Origin{Text: r.Text, Line: r.Line}})
+		it.rules = append(it.rules, outRule{ruleLine(chain, v.opts, "-j "+h), iptables.Origin{Text: r.Text, Line: r.Line}})
 	}
 	proto := ""
 	if len(vs) > 0 {
@@ -365,7 +391,7 @@ func (tr *translator) negatedSet(it *iptTable, chain string, r *Rule, rest []exp
 	}
 	for _, el := range elems {
 		for _, nv := range tr.keyAlts(r, e, el.Key, variant{proto: proto}, false) {
-			it.rules = append(it.rules, outRule{strings.TrimSpace("-A " + h + " " + strings.Join(nv.opts, " ") + " -j RETURN"), iptables.Origin{Text: r.Text, Line: r.Line}})
+			it.rules = append(it.rules, outRule{ruleLine(h, nv.opts, "-j RETURN"), iptables.Origin{Text: r.Text, Line: r.Line}})
 		}
 	}
 	return tr.emit(it, h, r, rest, []variant{{proto: proto}})
@@ -699,16 +725,27 @@ func merge(base []byte, tr *translator) ([]byte, map[int]iptables.Origin) {
 		}
 	}
 	cur := ""
+	baseDecl := map[string]bool{}
 	lines := strings.Split(string(base), "\n")
 	for i := 0; i < len(lines); i++ {
 		l := strings.TrimRight(lines[i], "\r")
 		switch {
 		case strings.HasPrefix(l, "*"):
 			cur = strings.TrimSpace(l[1:])
+			baseDecl = map[string]bool{}
 			write(l)
 			continue
+		case cur != "" && strings.HasPrefix(l, ":"):
+			if f := strings.Fields(l[1:]); len(f) > 0 {
+				baseDecl[f[0]] = true
+			}
 		case cur != "" && (strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, "-I ") || l == "COMMIT"):
 			if it := tr.tables[cur]; it != nil && !done[cur] {
+				for _, ch := range builtinOf(cur) {
+					if !baseDecl[ch] {
+						write(":" + ch + " ACCEPT [0:0]")
+					}
+				}
 				for _, d := range it.decls {
 					write(d)
 				}
