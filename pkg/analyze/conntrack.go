@@ -151,7 +151,7 @@ func (na *nodeAnalysis) expectedSNAT(f *ctflow.Flow, proto string, to netip.Addr
 			hook = iptables.HookOutput
 		}
 	}
-	tr, err := d.Trace(hook, iptables.Packet{Src: f.Orig.Src, Dst: f.Orig.Dst, Protocol: proto, SPort: f.Orig.SPort, DPort: f.Orig.DPort}, na.env())
+	tr, err := na.traceRules(d, hook, iptables.Packet{Src: f.Orig.Src, Dst: f.Orig.Dst, Protocol: proto, SPort: f.Orig.SPort, DPort: f.Orig.DPort})
 	if err != nil {
 		return "unknown"
 	}

@@ -82,6 +82,9 @@ func (na *nodeAnalysis) explainStep(s iptables.TraceStep, o iptables.Outcome, ds
 	case "dnat":
 		dst := o.DNAT.String()
 		who := na.describeAddr(o.DNAT.Addr(), p)
+		if s.Table == ipvsTable {
+			return fmt.Sprintf("IPVS: kube-ipvs0 holds the service address, so the packet is delivered locally, where virtual service %s sends it to real server %s (%s); its weight gives it %.4g of new connections", s.Chain, dst, who, s.Probability)
+		}
 		return fmt.Sprintf("DNAT: the destination becomes %s (%s); conntrack remembers the choice for the whole connection", dst, who)
 	case "masquerade":
 		via := ""
@@ -92,6 +95,9 @@ func (na *nodeAnalysis) explainStep(s iptables.TraceStep, o iptables.Outcome, ds
 	case "snat":
 		return "SNAT: the source address is rewritten." + map[bool]string{true: "", false: " This rule is not kube-proxy's."}[o.SNAT != nil && na.isKubeProxySNAT(o.SNAT)]
 	case "reject":
+		if s.Table == ipvsTable {
+			return fmt.Sprintf("IPVS virtual service %s has no real server with a weight: the address is local and nothing listens, so the client is refused", s.Chain)
+		}
 		return "REJECT: the client gets an error at once (connection refused); kube-proxy writes this for a service port with no endpoint"
 	case "drop":
 		return "DROP: the packet is discarded; the client times out"
@@ -319,6 +325,10 @@ func (a *analysis) afterNodes(nodes []*nodestate.Node) {
 		}
 		mode := a.rep.Nodes[i].Mode
 		var d *iptables.Dump
+		if mode == ModeIPVS {
+			a.rep.Nodes[i].Notes = append(a.rep.Nodes[i].Notes, fmt.Sprintf("ping %s is answered on this node: in IPVS mode kube-proxy binds every service address to kube-ipvs0, so the node itself replies to ICMP echo. A reply proves only that the address is bound, not that any endpoint works: test with the port (e.g. nc -zv %s %d)", vip, vip, a.svc.Spec.Ports[0].Port))
+			continue
+		}
 		switch mode {
 		case ModeIPTables:
 			d, _, _ = st.Dump(familyOf(vip))

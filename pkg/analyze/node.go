@@ -127,8 +127,7 @@ func (na *nodeAnalysis) detectDatapath() string {
 	ebpf := na.ebpfDatapath()
 	switch {
 	case st.HasIPVS:
-		na.out.Notes = append(na.out.Notes, "kube-proxy runs in IPVS mode on this node (kube-ipvs0 exists)")
-		return ModeIPVS
+		return na.ipvsMode()
 	case ipt && st.HasNFTKubeProxy:
 		// Both: leftovers of a mode switch (kube-proxy cleans the other
 		// mode's rules when it starts, unless that failed). Both hook
@@ -231,7 +230,7 @@ func (na *nodeAnalysis) checkModeMismatch(mode string) {
 // rulesEvaluated tells whether the node's service rules are traced: the
 // iptables mode, and the nftables mode once kube-proxy's table was read.
 func (na *nodeAnalysis) rulesEvaluated() bool {
-	return na.out.Mode == ModeIPTables || na.out.Mode == ModeNFTables && na.kp.nft != nil
+	return na.out.Mode == ModeIPTables || na.out.Mode == ModeNFTables && na.kp.nft != nil || na.out.Mode == ModeIPVS && na.kp == ipvsNames
 }
 
 // nftMode sets up the nftables mode: kube-proxy's tables, translated for
@@ -454,7 +453,7 @@ type dist struct {
 
 func (na *nodeAnalysis) trace(d *iptables.Dump, src source, dst netip.AddrPort, proto string) (*dist, error) {
 	pkt := iptables.Packet{Src: src.addr, Dst: dst.Addr(), Protocol: proto, SPort: 40000, DPort: dst.Port()}
-	tr, err := d.Trace(src.hook, pkt, na.env())
+	tr, err := na.traceRules(d, src.hook, pkt)
 	if err != nil {
 		return nil, err
 	}
@@ -688,7 +687,13 @@ func (na *nodeAnalysis) checkProgrammed(d *iptables.Dump, p cluster.Port, e entr
 	}
 	ev := []string{fmt.Sprintf("no rule DNATs %s/%s from %s: the packet keeps its destination %s", e.addr, p.Protocol, pod.src.desc, e.addr.Addr())}
 	ev = append(ev, na.hookEvidence(d)...)
+	if na.kp.mode == ModeIPVS {
+		ev = append(ev, na.ipvsProgrammedEvidence(string(p.Protocol), e.addr)...)
+	}
 	for _, name := range na.expectedChains(p) {
+		if na.kp.mode == ModeIPVS {
+			break
+		}
 		if hasChain(d, "nat", name) {
 			ev = append(ev, fmt.Sprintf("chain %s (kube-proxy's name for this port) exists with %d rule(s), but no rule leads to it for this entry", name, chainLen(d, "nat", name)))
 			for _, r := range rulesJumpingToChain(d, "nat", name) {
@@ -781,7 +786,9 @@ func (na *nodeAnalysis) compare(p cluster.Port, e entrySpec, ds *dist, exp []clu
 		missing = append(missing, fmt.Sprintf("%s (pod %s on %s)", ep.AddrPort(), orNone(ep.Pod), orNone(ep.Node)))
 		sep := na.kp.endpointChain(na.svc.Namespace, na.svc.Name, p.Name, string(p.Protocol), ep.AddrPort())
 		d, _, _ := na.rules(familyOf(ep.IP))
-		if hasChain(d, "nat", sep) {
+		if na.kp.mode == ModeIPVS {
+			missingEv = append(missingEv, na.ipvsRealEvidence(string(p.Protocol), e.addr, ep.AddrPort()))
+		} else if hasChain(d, "nat", sep) {
 			missingEv = append(missingEv, fmt.Sprintf("%s (kube-proxy's chain for %s) exists but no service chain on the path jumps to it", sep, ep.AddrPort()))
 		} else {
 			missingEv = append(missingEv, fmt.Sprintf("%s (kube-proxy's chain for %s) is not in the %s table", sep, ep.AddrPort(), na.kp.table))

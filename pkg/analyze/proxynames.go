@@ -153,6 +153,15 @@ func itoa(i int) string {
 
 // portChains is serviceChains for a cluster port.
 func (na *nodeAnalysis) portChains(p cluster.Port) []string {
+	if na.kp.mode == ModeIPVS {
+		var aps []netip.AddrPort
+		for _, ip := range cluster.ClusterIPs(na.svc) {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				aps = append(aps, netip.AddrPortFrom(a, uint16(p.ServicePort.Port)))
+			}
+		}
+		return na.ipvsServices(string(p.Protocol), aps)
+	}
 	return na.kp.serviceChains(na.svc.Namespace, na.svc.Name, p.Name, string(p.Protocol))
 }
 

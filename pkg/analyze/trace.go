@@ -109,7 +109,7 @@ func (na *nodeAnalysis) traceFrom(rs resolvedSource) (*report.Trace, error) {
 	say("Conntrack sees the first packet of a new connection; nat %s is evaluated (conntrack remembers every NAT decision for the whole connection).", src.hook)
 
 	pkt := iptables.Packet{Src: src.addr, Dst: entry.addr.Addr(), Protocol: proto, SPort: 40000, DPort: entry.addr.Port(), InInterface: inIface}
-	trace, err := d.Trace(src.hook, pkt, na.env())
+	trace, err := na.traceRules(d, src.hook, pkt)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func numbered(lines []string) []string {
 
 // env is the evaluator's view of the node.
 func (na *nodeAnalysis) env() iptables.Env {
-	return iptables.Env{LocalAddrs: na.st.LocalAddrs, OutInterface: na.st.OutInterface}
+	return iptables.Env{LocalAddrs: na.st.LocalAddrs, OutInterface: na.st.OutInterface, IPSets: na.st.IPSets}
 }
 
 // podLink finds a pod address's host interface on this node.

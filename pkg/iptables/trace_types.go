@@ -38,6 +38,9 @@ type Env struct {
 	OutInterface func(dst netip.Addr) string
 	// SkipFilter disables the filter table walk (nat only).
 	SkipFilter bool
+	// IPSets are the ipset members for -m set matches (nil: such matches
+	// are uncertain).
+	IPSets *IPSets
 }
 
 // Verdict is the fate of the traced packet.

@@ -14,6 +14,7 @@ import (
 	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
 	"github.com/svcpath/kubectl-svcpath/pkg/ctflow"
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
+	"github.com/svcpath/kubectl-svcpath/pkg/ipvs"
 	"github.com/svcpath/kubectl-svcpath/pkg/netdev"
 	"github.com/svcpath/kubectl-svcpath/pkg/nft"
 	"github.com/svcpath/kubectl-svcpath/pkg/route"
@@ -45,6 +46,10 @@ type Node struct {
 	// merged with that family's iptables rules.
 	NFTKubeProxy    map[string]*nft.Translation
 	NFTKubeProxyErr map[string]error
+	// IPVS is the IPVS table (ipvsadm -Ln); IPSets the ipset members.
+	IPVS    *ipvs.State
+	IPVSErr error
+	IPSets  *iptables.IPSets
 	HasIPVS         bool
 	HasCilium       bool
 	HasCalicoEBPF   bool
@@ -168,6 +173,17 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 		st.parseNFT(n)
 	}
 	st.HasIPVS = st.hasLink("kube-ipvs0")
+	if len(bytes.TrimSpace(n.IPVS)) > 0 {
+		st.IPVS, st.IPVSErr = ipvs.Parse(n.IPVS)
+	}
+	if len(bytes.TrimSpace(n.IPSet)) > 0 {
+		sets, err := iptables.ParseIPSets(n.IPSet)
+		if err != nil {
+			st.Problems = append(st.Problems, "ipset unreadable: "+err.Error())
+		} else {
+			st.IPSets = sets
+		}
+	}
 	st.HasCilium = st.hasLink("cilium_host")
 	st.HasCalicoEBPF = st.hasLink("bpfnatin")
 	return st
