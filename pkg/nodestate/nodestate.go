@@ -47,12 +47,12 @@ type Node struct {
 	NFTKubeProxy    map[string]*nft.Translation
 	NFTKubeProxyErr map[string]error
 	// IPVS is the IPVS table (ipvsadm -Ln); IPSets the ipset members.
-	IPVS    *ipvs.State
-	IPVSErr error
-	IPSets  *iptables.IPSets
-	HasIPVS         bool
-	HasCilium       bool
-	HasCalicoEBPF   bool
+	IPVS          *ipvs.State
+	IPVSErr       error
+	IPSets        *iptables.IPSets
+	HasIPVS       bool
+	HasCilium     bool
+	HasCalicoEBPF bool
 	// Links are the node's interfaces with their addresses (ip-link and
 	// ip-addr); nil when ip-link is absent or unreadable.
 	Links *netdev.Set
