@@ -82,7 +82,7 @@ func (na *nodeAnalysis) traceRules(d *iptables.Dump, hook iptables.Hook, pkt ipt
 			shares[r.Addr] = 0 // a real server listed twice counts once
 			no := o
 			no.Probability = o.Probability * share
-			rule := &iptables.Rule{Raw: vs.Text + "  ->  " + r.Text, Line: r.Line, Table: ipvsTable, Chain: vsName(vs)}
+			rule := &iptables.Rule{Raw: vs.Text + "  " + r.Text, Line: r.Line, Table: ipvsTable, Chain: vsName(vs)}
 			no.Steps = append(append([]iptables.TraceStep(nil), o.Steps...), iptables.TraceStep{Table: ipvsTable, Chain: vsName(vs), Rule: rule, Action: "dnat", Probability: no.Probability})
 			no.DNAT, no.DNATRule, no.DNATChain = r.Addr, rule, vsName(vs)
 			no.Delivered = "forward"
