@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,6 +42,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/svcpath/kubectl-svcpath/pkg/nft"
 	"github.com/svcpath/kubectl-svcpath/pkg/probe"
 	"github.com/svcpath/kubectl-svcpath/pkg/report"
 )
@@ -473,22 +475,30 @@ func (l *lab) nodeReport(t *testing.T, rep *report.Report) *report.Node {
 	return nil
 }
 
-// wantNotTraced checks the report of a --from run on a node whose mode is
-// not evaluated: no trace, and a note that says why.
-func (l *lab) wantNotTraced(t *testing.T, rep *report.Report) {
-	t.Helper()
-	if rep.Trace != nil {
-		t.Errorf("a trace in %s mode: %+v", l.mode, rep.Trace)
+// iptables reports whether kube-proxy runs in iptables mode (else nftables).
+func (l *lab) iptables() bool { return l.mode == "iptables" }
+
+// chainPrefixes are the prefixes of kube-proxy's service and endpoint
+// chains in the lab's mode.
+func (l *lab) chainPrefixes() (svc, sep string) {
+	if l.iptables() {
+		return "KUBE-SVC-", "KUBE-SEP-"
 	}
-	if notes := strings.Join(l.nodeReport(t, rep).Notes, "\n"); !strings.Contains(notes, "is not traced: this node is in "+l.mode+" mode") {
-		t.Errorf("no note that --from is not traced: %s", notes)
-	}
+	return "service-", "endpoint-"
 }
 
-// iptables reports whether the analyzer explains this lab's rules (the
-// nftables mode is recognised and its health checked, but its rules are
-// not evaluated yet: issue 6).
-func (l *lab) iptables() bool { return l.mode == "iptables" }
+// hasChain tells whether the node's real rules hold chain.
+func (l *lab) hasChain(t *testing.T, chain string) bool {
+	t.Helper()
+	if l.iptables() {
+		out, err := exec.Command("iptables-save", "-t", "nat").Output()
+		must(t, err)
+		return strings.Contains(string(out), ":"+chain+" ")
+	}
+	out, err := exec.Command("nft", "list", "table", "ip", "kube-proxy").Output()
+	must(t, err)
+	return strings.Contains(string(out), "chain "+chain+" {")
+}
 
 func approx(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
 
@@ -553,12 +563,7 @@ func TestLab(t *testing.T) {
 				t.Errorf("text report does not name pod %s:\n%s", n, text)
 			}
 		}
-		if !l.iptables() {
-			if !strings.Contains(strings.Join(node.Notes, "\n"), "nftables mode") {
-				t.Errorf("nftables node without the note that says so: %v", node.Notes)
-			}
-			return
-		}
+		svcPrefix, sepPrefix := l.chainPrefixes()
 		var entry *report.Entry
 		for i := range node.Ports {
 			for j := range node.Ports[i].Entries {
@@ -574,37 +579,31 @@ func TestLab(t *testing.T) {
 			t.Fatalf("targets %+v, want both endpoints", entry.Targets)
 		}
 		for _, tg := range entry.Targets {
-			if !approx(tg.Probability, 0.5) || ips[tg.IP] == "" || tg.Pod != ips[tg.IP] || tg.Port != 8080 || !strings.HasPrefix(tg.Chain, "KUBE-SEP-") {
-				t.Errorf("target %+v: want probability 0.5, a web pod, port 8080, a KUBE-SEP chain", tg)
+			if !approx(tg.Probability, 0.5) || ips[tg.IP] == "" || tg.Pod != ips[tg.IP] || tg.Port != 8080 || !strings.HasPrefix(tg.Chain, sepPrefix) {
+				t.Errorf("target %+v: want probability 0.5, a web pod, port 8080, a %s chain", tg, sepPrefix)
 			}
 			if !strings.Contains(text, tg.Chain) {
 				t.Errorf("text report does not show %s", tg.Chain)
 			}
 		}
-		// The real chain names kube-proxy wrote: the expected KUBE-SVC
+		// The real chain names kube-proxy wrote: the expected service
 		// chain is one of the steps.
 		var svcChain string
 		for _, s := range entry.Steps {
-			if strings.HasPrefix(s.Chain, "KUBE-SVC-") {
+			if strings.HasPrefix(s.Chain, svcPrefix) {
 				svcChain = s.Chain
 			}
 		}
 		if svcChain == "" || entry.Expected == nil || !contains(entry.Expected.Chains, svcChain) {
-			t.Errorf("steps do not pass the expected KUBE-SVC chain (%s, expected %+v)", svcChain, entry.Expected)
+			t.Errorf("steps do not pass the expected %s chain (%s, expected %+v)", svcPrefix, svcChain, entry.Expected)
 		}
-		out, err := exec.Command("iptables-save", "-t", "nat").Output()
-		must(t, err)
-		if !strings.Contains(string(out), ":"+svcChain+" ") {
-			t.Errorf("%s is not in the node's real nat table", svcChain)
+		if !l.hasChain(t, svcChain) {
+			t.Errorf("%s is not in the node's real rules", svcChain)
 		}
 	})
 
 	t.Run("from pod client", func(t *testing.T) {
 		rep := l.report(t, ns+"/"+webName, "--from", "pod/client")
-		if !l.iptables() {
-			l.wantNotTraced(t, rep)
-			return
-		}
 		tr := rep.Trace
 		if tr == nil || tr.Source.Name != "client" || tr.Hook != "PREROUTING" || len(tr.Branches) != 2 {
 			t.Fatalf("trace %+v", tr)
@@ -651,9 +650,6 @@ func TestLab(t *testing.T) {
 		if !seen {
 			t.Errorf("the report's conntrack section has no hairpin flow of %s: %+v", self, rep.Conntrack)
 		}
-		if !l.iptables() {
-			return
-		}
 		var toSelf bool
 		for _, b := range rep.Trace.Branches {
 			if b.DNAT != nil && b.DNAT.IP == selfIP {
@@ -675,10 +671,6 @@ func TestLab(t *testing.T) {
 
 	t.Run("from node", func(t *testing.T) {
 		rep := l.report(t, ns+"/"+webName, "--from", "node/"+l.node)
-		if !l.iptables() {
-			l.wantNotTraced(t, rep)
-			return
-		}
 		tr := rep.Trace
 		if tr == nil || tr.Hook != "OUTPUT" || len(tr.Branches) != 2 {
 			t.Fatalf("trace %+v", tr)
@@ -701,7 +693,7 @@ func TestLab(t *testing.T) {
 			if ips[ip] == "" {
 				t.Errorf("%s from %s: DNAT to %q, not a web pod", v.Label, v.From, v.DNAT)
 			}
-			if l.iptables() && !v.Agrees {
+			if !v.Agrees {
 				t.Errorf("%s from %s disagrees with the rules: %s", v.Label, v.From, v.Disagreement)
 			}
 			if strings.HasPrefix(v.Label, report.EntryClusterIP) && v.From != "node" {
@@ -738,12 +730,15 @@ func TestLab(t *testing.T) {
 	})
 
 	t.Run("rule deleted by hand", func(t *testing.T) {
-		if !l.iptables() {
-			t.Skip("nftables rules are not evaluated yet (issue 6)")
-		}
 		rep := l.report(t, ns+"/"+webName)
-		tg := l.nodeReport(t, rep).Ports[0].Entries[0].Targets[0]
-		rule := deleteJump(t, tg.Chain)
+		entry := l.nodeReport(t, rep).Ports[0].Entries[0]
+		tg := entry.Targets[0]
+		var rule string
+		if l.iptables() {
+			rule = deleteJump(t, tg.Chain)
+		} else {
+			rule = dropNumgenBranch(t, entry, tg.Chain)
+		}
 		t.Cleanup(func() { l.restartProxy(t) })
 		rep = l.report(t, ns+"/"+webName)
 		f := wantFinding(t, rep, report.EndpointMissing, l.node)
@@ -776,9 +771,6 @@ func TestLab(t *testing.T) {
 		f := wantFinding(t, rep, report.ProxyStale, l.node)
 		if !strings.Contains(f.Message, "not running") {
 			t.Errorf("PROXY-STALE: %s", f.Message)
-		}
-		if !l.iptables() {
-			return
 		}
 		var goneIP string
 		for ip, n := range ips {
@@ -939,6 +931,51 @@ func deleteJump(t *testing.T, chain string) string {
 		}
 	}
 	t.Fatalf("no KUBE-SVC rule jumps to %s", chain)
+	return ""
+}
+
+// dropNumgenBranch rewrites the numgen rule of the entry's nft service
+// chain so that it no longer reaches chain (an endpoint's), the nftables
+// counterpart of deleting a KUBE-SVC -> KUBE-SEP rule.
+func dropNumgenBranch(t *testing.T, entry report.Entry, chain string) string {
+	t.Helper()
+	var svcChain string
+	for _, s := range entry.Steps {
+		if strings.HasPrefix(s.Chain, "service-") {
+			svcChain = s.Chain
+		}
+	}
+	if svcChain == "" {
+		t.Fatalf("no service-* chain in the steps: %+v", entry.Steps)
+	}
+	out, err := exec.Command("nft", "-a", "list", "chain", "ip", "kube-proxy", svcChain).Output()
+	must(t, err)
+	rs, err := nft.ParseText(out)
+	must(t, err)
+	c := rs.Table("ip", "kube-proxy").Chain(svcChain)
+	for _, r := range c.Rules {
+		if !strings.HasPrefix(r.Text, "numgen random mod ") {
+			continue
+		}
+		var keep []string
+		for _, tg := range entry.Targets {
+			if tg.Chain != chain {
+				keep = append(keep, tg.Chain)
+			}
+		}
+		var elems []string
+		for i, k := range keep {
+			elems = append(elems, fmt.Sprintf("%d : goto %s", i, k))
+		}
+		repl := fmt.Sprintf("numgen random mod %d vmap { %s }", len(keep), strings.Join(elems, ", "))
+		args := []string{"replace", "rule", "ip", "kube-proxy", svcChain, "handle", strconv.Itoa(r.Handle), repl}
+		if out, err := exec.Command("nft", args...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v\n%s", args, err, out)
+		}
+		t.Logf("replaced `%s` by `%s`", r.Text, repl)
+		return r.Text
+	}
+	t.Fatalf("no numgen rule in %s:\n%s", svcChain, out)
 	return ""
 }
 
