@@ -9,7 +9,7 @@
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      iptables nftables iproute2 conntrack ipvsadm \
+      iptables nftables iproute2 conntrack ipvsadm netbase \
  && rm -rf /var/lib/apt/lists/*
 COPY svcpath-agent /svcpath-agent
 ENTRYPOINT ["/svcpath-agent"]

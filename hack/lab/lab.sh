@@ -141,6 +141,7 @@ build_images() {
 	[ -d "$xt" ] || die "no $xt (Debian's iptables package)"
 	"$bin/mkimage" -name "$AGENT_IMAGE" -o "$img/agent.tar" \
 		-file "$LAB/bin/svcpath-agent:/svcpath-agent" -entrypoint /svcpath-agent -cmd collect \
+		-file /etc/protocols:/etc/protocols -file /etc/services:/etc/services \
 		-dir "$xt:/usr/lib/x86_64-linux-gnu/xtables" -deps-of "$xt" "${tools[@]}"
 }
 

@@ -110,6 +110,9 @@ func (na *nodeAnalysis) explainStep(s iptables.TraceStep, o iptables.Outcome, ds
 		if s.Chain == na.kp.markMasq {
 			return fmt.Sprintf("sets mark %#x: nat POSTROUTING will masquerade this connection", na.masqMark)
 		}
+		if s.Chain == na.kp.postrouting {
+			return fmt.Sprintf("clears mark %#x (it must not stay on the packet), then masquerades", na.masqMark)
+		}
 		return "sets a packet mark"
 	case "accept":
 		return "ACCEPT: this table lets the packet through"

@@ -278,3 +278,16 @@ func translate(t *testing.T, in []byte) *Translation {
 	return tr
 }
 
+
+// Without /etc/protocols nft prints protocol numbers (seen in a real probe
+// image): "10.96.0.100 . 6 . 80", "meta l4proto 6 dnat to ...".
+func TestNumericProtocols(t *testing.T) {
+	num := strings.NewReplacer(" . tcp . ", " . 6 . ", "meta l4proto tcp ", "meta l4proto 6 ").Replace(string(sample(t)))
+	if num == string(sample(t)) {
+		t.Fatal("the sample has no protocol to number")
+	}
+	got, want := translate(t, []byte(num)), translate(t, sample(t))
+	if string(got.Text) != string(want.Text) {
+		t.Errorf("numeric protocols translate differently:\n%s\nwant:\n%s", got.Text, want.Text)
+	}
+}

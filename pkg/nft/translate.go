@@ -522,6 +522,24 @@ func (tr *translator) keyAlts(r *Rule, e expr, key []string, v variant, neg bool
 
 var l4protos = []string{"tcp", "udp", "sctp"}
 
+// protoName names a protocol nft printed as a number (it does when the
+// node, or the image running nft, has no /etc/protocols).
+func protoName(v string) string {
+	switch v {
+	case "6":
+		return "tcp"
+	case "17":
+		return "udp"
+	case "132":
+		return "sctp"
+	case "1":
+		return "icmp"
+	case "58":
+		return "icmpv6"
+	}
+	return v
+}
+
 func (tr *translator) selAlts(r *Rule, e expr, sel, val string, v variant, neg bool) []variant {
 	bang := func(opt ...string) []string {
 		if neg {
@@ -542,6 +560,7 @@ func (tr *translator) selAlts(r *Rule, e expr, sel, val string, v variant, neg b
 		}
 		return []variant{v.with(bang(flag, tr.prefix(val)), "")}
 	case "meta l4proto", "ip protocol", "ip6 nexthdr", "l4proto":
+		val = protoName(val)
 		if neg {
 			return []variant{v.with([]string{"!", "-p", val}, "")}
 		}
