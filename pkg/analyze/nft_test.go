@@ -67,7 +67,7 @@ func nftSample(t *testing.T, ruleset string) *snapshot.Snapshot {
 	return snap
 }
 
-var modeLine = regexp.MustCompile(`(?m)^mode: "[a-z]*"`)
+var modeLine = regexp.MustCompile(`(?m)^mode:[ \t]*"?[a-z]*"?`)
 
 // setProxyMode sets the mode of the kube-proxy ConfigMap.
 func setProxyMode(t *testing.T, snap *snapshot.Snapshot, mode string) {

@@ -563,6 +563,12 @@ func (na *nodeAnalysis) expected(p cluster.Port, fam, kind string) (pod, off []c
 	// External entries: pods (and the node itself) are short-circuited to
 	// the cluster-wide chain; off-cluster clients follow the ETP.
 	if etpLocal {
+		if na.kp.mode == ModeIPVS && len(local) == 0 {
+			// IPVS has one virtual service for pods and outside clients:
+			// with no local endpoint it takes the cluster's, so that pods
+			// of this node still reach the service.
+			return clusterWide, clusterWide, false, false
+		}
 		return clusterWide, local, false, true
 	}
 	return clusterWide, clusterWide, false, false
