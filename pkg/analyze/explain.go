@@ -336,7 +336,7 @@ func (a *analysis) afterNodes(nodes []*nodestate.Node) {
 		case ModeIPTables:
 			d, _, _ = st.Dump(familyOf(vip))
 		case ModeNFTables:
-			if tr := st.NFTKubeProxy[familyOf(vip)]; tr != nil {
+			if tr, _ := st.KubeProxyNFT(familyOf(vip), a.nftFocus()); tr != nil {
 				d = tr.Dump
 			}
 		}

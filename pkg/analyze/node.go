@@ -245,14 +245,15 @@ func (na *nodeAnalysis) nftMode() string {
 	}
 	var trs []*nft.Translation
 	for _, fam := range []string{"IPv4", "IPv6"} {
-		if tr := st.NFTKubeProxy[fam]; tr != nil {
+		tr, err := st.KubeProxyNFT(fam, na.nftFocus())
+		if err != nil {
+			na.finding(report.RulesUnparsable, "", "", "kube-proxy's nftables table could not be evaluated: "+err.Error(), []string{err.Error()}, "")
+		}
+		if tr != nil {
 			trs = append(trs, tr)
 			for _, u := range tr.Unmodelled {
 				na.out.Notes = append(na.out.Notes, "nftables "+tr.Table.String()+": "+u+" (evaluated as uncertain)")
 			}
-		}
-		if err := st.NFTKubeProxyErr[fam]; err != nil {
-			na.finding(report.RulesUnparsable, "", "", "kube-proxy's nftables table could not be evaluated: "+err.Error(), []string{err.Error()}, "")
 		}
 	}
 	if len(trs) > 0 {

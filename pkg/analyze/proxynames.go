@@ -169,13 +169,45 @@ func (na *nodeAnalysis) portChains(p cluster.Port) []string {
 // nftables mode the translation of kube-proxy's table merged with it.
 func (na *nodeAnalysis) rules(fam string) (*iptables.Dump, error, bool) {
 	if na.kp.nft != nil {
-		if tr := na.st.NFTKubeProxy[fam]; tr != nil {
-			return tr.Dump, nil, true
-		}
-		if err := na.st.NFTKubeProxyErr[fam]; err != nil {
+		tr, err := na.st.KubeProxyNFT(fam, na.nftFocus())
+		if err != nil {
 			return nil, err, true
+		}
+		if tr != nil {
+			return tr.Dump, nil, true
 		}
 		return nil, nil, false
 	}
 	return na.st.Dump(fam)
+}
+
+// nftFocus narrows the nftables translation to what packets to this
+// service can meet: its addresses (ClusterIPs, external and load-balancer
+// IPs) and node ports.
+func (a *analysis) nftFocus() *nft.Focus {
+	f := &nft.Focus{Addrs: map[netip.Addr]bool{}, Ports: map[string]bool{}}
+	add := func(ip string) {
+		if ad, err := netip.ParseAddr(ip); err == nil {
+			f.Addrs[ad.Unmap()] = true
+		}
+	}
+	for _, ip := range cluster.ClusterIPs(a.svc) {
+		add(ip)
+	}
+	for _, ip := range a.svc.Spec.ExternalIPs {
+		add(ip)
+	}
+	for _, ing := range a.svc.Status.LoadBalancer.Ingress {
+		add(ing.IP)
+	}
+	for _, p := range a.svc.Spec.Ports {
+		if p.NodePort != 0 {
+			proto := strings.ToLower(string(p.Protocol))
+			if proto == "" {
+				proto = "tcp"
+			}
+			f.Ports[proto+":"+itoa(int(p.NodePort))] = true
+		}
+	}
+	return f
 }

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -289,5 +290,33 @@ func TestNumericProtocols(t *testing.T) {
 	got, want := translate(t, []byte(num)), translate(t, sample(t))
 	if string(got.Text) != string(want.Text) {
 		t.Errorf("numeric protocols translate differently:\n%s\nwant:\n%s", got.Text, want.Text)
+	}
+}
+
+// A focused translation keeps only the elements that packets to the
+// focus can meet.
+func TestTranslateFocus(t *testing.T) {
+	rs, err := Parse(sample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &Focus{Addrs: map[netip.Addr]bool{netip.MustParseAddr("10.96.0.100"): true}, Ports: map[string]bool{}}
+	tr, err := TranslateFocus(rs.Table("ip", KubeProxyTable), nil, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := tr.Dump.Chain("nat", "services").Rules()
+	if len(svc) != 1 || svc[0].Target.Name != "service-SUSTUHLJ-default/web/tcp/http" {
+		t.Fatalf("services: %+v", svc)
+	}
+	if tr.Dump.Chain("nat", "service-2QRHZV4L-default/kubernetes/tcp/https") != nil {
+		t.Errorf("the other service's chain was translated")
+	}
+	chk, _ := tr.Dump.Chain("filter", "cluster-ips-check").Rules()
+	if len(chk) != 2 || chk[1].Target.Name != "DROP" {
+		t.Errorf("cluster-ips-check: one reject for the focus, the drop: %+v", chk)
+	}
+	if f.Key() != "10.96.0.100" {
+		t.Errorf("key %q", f.Key())
 	}
 }

@@ -115,21 +115,27 @@ func (p *textParser) joinUnbalanced(l string) (string, error) {
 func (p *textParser) joinUnbalancedHandle(l string) (string, int, error) {
 	start, startText := p.line, p.cur
 	d := depth(l)
+	if d <= 0 {
+		return l, 0, nil
+	}
 	handle := 0
+	var b strings.Builder
+	b.WriteString(l)
 	for d > 0 {
 		if !p.next() {
 			return "", 0, &ParseError{Line: start, Text: startText, Msg: "unterminated { ... } (truncated ruleset?)"}
 		}
 		c, h := stripHandle(p.cur)
 		handle = h
-		l += " " + c
-		if len(l) > MaxLineLength {
+		b.WriteByte(' ')
+		b.WriteString(c)
+		if b.Len() > MaxLineLength {
 			return "", 0, &ParseError{Line: start, Text: startText, Msg: "line too long"}
 		}
 		d += depth(c)
 	}
 	p.line = start
-	return l, handle, nil
+	return b.String(), handle, nil
 }
 
 func (p *textParser) skipBlock() error {

@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,7 +51,85 @@ type iptTable struct {
 	declared map[string]bool
 }
 
+// Focus narrows a translation to the map and set elements that can match
+// packets to some addresses and node ports: on a node with 10,000 services
+// the analysis of one service needs one element of service-ips, not all.
+// Elements keyed by a destination address are kept when the address is in
+// Addrs (or a prefix holds one); elements keyed by protocol and port only
+// (the node-port maps) when "proto:port" is in Ports. Elements keyed
+// otherwise, anonymous sets and numgen maps are always kept.
+type Focus struct {
+	Addrs map[netip.Addr]bool
+	Ports map[string]bool
+}
+
+// Key identifies the focus (for caches).
+func (f *Focus) Key() string {
+	if f == nil {
+		return ""
+	}
+	var parts []string
+	for a := range f.Addrs {
+		parts = append(parts, a.String())
+	}
+	for p := range f.Ports {
+		parts = append(parts, p)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// keep tells whether a named set's element can matter under the focus.
+func (f *Focus) keep(e expr, key []string) bool {
+	if f == nil || len(key) != len(e.sel) {
+		return true
+	}
+	hasDaddr := false
+	for i, sel := range e.sel {
+		if sel != "ip daddr" && sel != "ip6 daddr" {
+			continue
+		}
+		hasDaddr = true
+		if a, err := netip.ParseAddr(key[i]); err == nil {
+			if !f.Addrs[a.Unmap()] {
+				return false
+			}
+		} else if p, err := netip.ParsePrefix(key[i]); err == nil {
+			in := false
+			for a := range f.Addrs {
+				if p.Contains(a) {
+					in = true
+					break
+				}
+			}
+			if !in {
+				return false
+			}
+		}
+	}
+	if hasDaddr {
+		return true
+	}
+	proto := ""
+	for i, sel := range e.sel {
+		switch sel {
+		case "meta l4proto", "ip protocol", "ip6 nexthdr", "l4proto":
+			proto = protoName(key[i])
+		case "th dport", "tcp dport", "udp dport", "sctp dport":
+			p := proto
+			if fam, _, _ := strings.Cut(sel, " "); fam != "th" {
+				p = fam
+			}
+			if !f.Ports[p+":"+key[i]] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 type translator struct {
+	focus      *Focus
 	t          *Table
 	v6         bool
 	tables     map[string]*iptTable
@@ -68,10 +147,16 @@ type translator struct {
 // chain: they hook at the same priorities as iptables' and nat stops at the
 // first DNAT either way.
 func Translate(t *Table, base []byte) (*Translation, error) {
+	return TranslateFocus(t, base, nil)
+}
+
+// TranslateFocus is Translate narrowed to the elements that can match
+// packets to the focus's addresses and node ports (nil: everything).
+func TranslateFocus(t *Table, base []byte, focus *Focus) (*Translation, error) {
 	if t.Family != "ip" && t.Family != "ip6" {
 		return nil, fmt.Errorf("table %s: only ip and ip6 tables can be translated", t)
 	}
-	tr := &translator{t: t, v6: t.Family == "ip6", tables: map[string]*iptTable{}, chains: map[string]bool{}}
+	tr := &translator{focus: focus, t: t, v6: t.Family == "ip6", tables: map[string]*iptTable{}, chains: map[string]bool{}}
 	for _, c := range t.Chains {
 		if !c.Base() {
 			continue
@@ -464,7 +549,16 @@ func (tr *translator) elements(r *Rule, e expr, isMap bool) ([]Element, string) 
 			tr.note(r, "set "+e.val+" not found")
 			return nil, ""
 		}
-		return s.Elements, s.Name
+		if tr.focus == nil {
+			return s.Elements, s.Name
+		}
+		out := []Element{}
+		for _, el := range s.Elements {
+			if tr.focus.keep(e, el.Key) {
+				out = append(out, el)
+			}
+		}
+		return out, s.Name
 	}
 	var out []Element
 	for _, et := range e.anon {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/svcpath/kubectl-svcpath/pkg/agentapi"
@@ -41,11 +42,12 @@ type Node struct {
 	// NFT is the parsed nftables ruleset (nil without one, or when NFTErr).
 	NFT    *nft.Ruleset
 	NFTErr error
-	// NFTKubeProxy is kube-proxy's nftables table of each family ("IPv4":
-	// ip kube-proxy, "IPv6": ip6 kube-proxy) translated for the tracer,
-	// merged with that family's iptables rules.
-	NFTKubeProxy    map[string]*nft.Translation
-	NFTKubeProxyErr map[string]error
+	// nftKube holds kube-proxy's nftables table of each family ("IPv4":
+	// ip kube-proxy, "IPv6": ip6 kube-proxy) with that family's iptables
+	// rules; nftCache their translations by focus.
+	nftKube  map[string]nftSource
+	nftMu    sync.Mutex
+	nftCache map[string]nftResult
 	// IPVS is the IPVS table (ipvsadm -Ln); IPSets the ipset members.
 	IPVS          *ipvs.State
 	IPVSErr       error
@@ -189,9 +191,19 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 	return st
 }
 
-// parseNFT reads the nftables ruleset and translates kube-proxy's tables
-// (ip and ip6 kube-proxy), each merged with the iptables rules of its
-// family, for the tracer.
+type nftSource struct {
+	table *nft.Table
+	base  []byte
+}
+
+type nftResult struct {
+	tr  *nft.Translation
+	err error
+}
+
+// parseNFT reads the nftables ruleset and keeps kube-proxy's tables (ip
+// and ip6 kube-proxy), each with the iptables rules of its family, for
+// KubeProxyNFT.
 func (n *Node) parseNFT(sn *snapshot.Node) {
 	rs, err := nft.Parse(sn.NFTRuleset)
 	if err != nil {
@@ -212,16 +224,34 @@ func (n *Node) parseNFT(sn *snapshot.Node) {
 		if d, err, _ := n.Dump(fam.family); d == nil || err != nil {
 			base = nil // an unreadable dump is reported on its own
 		}
-		tr, err := nft.Translate(t, base)
-		if n.NFTKubeProxy == nil {
-			n.NFTKubeProxy, n.NFTKubeProxyErr = map[string]*nft.Translation{}, map[string]error{}
+		if n.nftKube == nil {
+			n.nftKube = map[string]nftSource{}
 		}
-		if err != nil {
-			n.NFTKubeProxyErr[fam.family] = err
-			continue
-		}
-		n.NFTKubeProxy[fam.family] = tr
+		n.nftKube[fam.family] = nftSource{t, base}
 	}
+}
+
+// KubeProxyNFT returns kube-proxy's nftables table of a family translated
+// for the tracer and merged with that family's iptables rules, narrowed to
+// focus (nil: whole). It is nil, nil when the node has no such table.
+// Translations are cached by focus.
+func (n *Node) KubeProxyNFT(family string, focus *nft.Focus) (*nft.Translation, error) {
+	src, ok := n.nftKube[family]
+	if !ok {
+		return nil, nil
+	}
+	key := family + "|" + focus.Key()
+	n.nftMu.Lock()
+	defer n.nftMu.Unlock()
+	if r, ok := n.nftCache[key]; ok {
+		return r.tr, r.err
+	}
+	tr, err := nft.TranslateFocus(src.table, src.base, focus)
+	if n.nftCache == nil {
+		n.nftCache = map[string]nftResult{}
+	}
+	n.nftCache[key] = nftResult{tr, err}
+	return tr, err
 }
 
 // Dump returns the dump of a family ("IPv4" or "IPv6") with its error and
