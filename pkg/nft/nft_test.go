@@ -279,7 +279,6 @@ func translate(t *testing.T, in []byte) *Translation {
 	return tr
 }
 
-
 // Without /etc/protocols nft prints protocol numbers (seen in a real probe
 // image): "10.96.0.100 . 6 . 80", "meta l4proto 6 dnat to ...".
 func TestNumericProtocols(t *testing.T) {
