@@ -402,8 +402,12 @@ func (na *nodeAnalysis) podSource(p cluster.Port, fam string) source {
 			return source{ad, iptables.HookPrerouting, fmt.Sprintf("pod %s/%s (%s)", pod.Namespace, pod.Name, ad)}
 		}
 	}
-	na.out.Notes = append(na.out.Notes, "no pod address is known at all: the pod client is assumed at 10.0.0.200; masquerade results for pods may be wrong")
-	return source{netip.MustParseAddr("10.0.0.200"), iptables.HookPrerouting, "an assumed pod address (10.0.0.200)"}
+	assumed := netip.MustParseAddr("10.0.0.200")
+	if fam == "IPv6" {
+		assumed = netip.MustParseAddr("fd00::200")
+	}
+	na.out.Notes = append(na.out.Notes, fmt.Sprintf("no %s pod address is known: the pod client is assumed at %s; masquerade results for pods may be wrong", fam, assumed))
+	return source{assumed, iptables.HookPrerouting, fmt.Sprintf("an assumed pod address (%s)", assumed)}
 }
 
 func nthAddr(p netip.Prefix, n int) netip.Addr {
