@@ -26,7 +26,7 @@ LDFLAGS := -s -w \
 # Packages whose tests define the -update flag (see `golden`).
 GOLDEN_PKGS = $(shell grep -rl --include='*_test.go' 'flag\.Bool."update"' pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 
-.PHONY: help build agent-image test lint demo bench fuzz golden clean e2e lab-up lab-down lab-shell
+.PHONY: help build agent-image test lint demo bench fuzz golden clean e2e lab-up lab-down lab-shell release-check
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,6 +72,9 @@ fuzz: ## Fuzz the iptables parser for 30s
 golden: ## Regenerate golden files (go test ./pkg/... -update), then review the diff
 	@if [ -z "$(GOLDEN_PKGS)" ]; then echo "no package defines -update"; exit 1; fi
 	$(GO) test $(GOLDEN_PKGS) -update
+
+release-check: ## goreleaser check and snapshot build of every target, krew manifest and completion checks (hack/release-check.sh)
+	GO=$(GO) hack/release-check.sh
 
 clean: ## Remove build output
 	rm -rf bin dist

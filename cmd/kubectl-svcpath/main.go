@@ -19,6 +19,6 @@ func main() {
 	err := cli.NewCmdSvcpath(streams).ExecuteContext(ctx) // prints its own errors
 	stop()
 	if err != nil {
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err)) // 1, or 2 when an audit could not run
 	}
 }

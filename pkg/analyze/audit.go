@@ -307,15 +307,15 @@ func (a *Audit) Node(n *snapshot.Node) *NodeAudit {
 	}
 	notes.add(hout.Notes...)
 
-	// Every service, on Workers goroutines sharing the parsed node.
+	// Every service, on Workers goroutines sharing the parsed node. The
+	// node state is read-only meanwhile: its conntrack flows are checked
+	// after, one service at a time (see serviceOnNode), and --verify's
+	// connections, made for one service, are not read.
 	disagree := map[string]bool{}
 	if kubeProxyMode(res.Mode) {
-		flows := indexFlows(st.Conntrack)
-		type result struct {
-			findings []report.Finding
-			notes    []string
-		}
-		results := make([]result, len(a.services))
+		flows, ct := indexFlows(st.Conntrack), st.Conntrack
+		st.Conntrack, st.Verify = nil, nil
+		results := make([]serviceResult, len(a.services))
 		next := atomic.Int64{}
 		var wg sync.WaitGroup
 		for range a.workers() {
@@ -328,8 +328,7 @@ func (a *Audit) Node(n *snapshot.Node) *NodeAudit {
 						return
 					}
 					if s := a.services[i]; s.skipped == "" {
-						fs, ns := a.serviceOnNode(s, nc, st, flows, res.Mode)
-						results[i] = result{fs, ns}
+						results[i] = a.serviceOnNode(s, nc, st, flows)
 					}
 				}
 			}()
@@ -339,9 +338,17 @@ func (a *Audit) Node(n *snapshot.Node) *NodeAudit {
 			if s.skipped != "" {
 				continue
 			}
+			r := &results[i]
+			if len(r.flows) > 0 {
+				// The service's conntrack flows, with the analysis that
+				// knows its entries and expected shares.
+				st.Conntrack = selectFlows(ct, r.flows)
+				r.na.conntrack(expectedShares(r.na.out))
+				st.Conntrack = nil
+			}
 			res.Services++
-			notes.add(results[i].notes...)
-			for _, f := range results[i].findings {
+			notes.add(r.rep.Nodes[0].Notes...)
+			for _, f := range r.rep.Nodes[0].Findings {
 				if f.Node != "" && f.Port == "" && f.Entry == "" && nodeLevel[f.ID+"||"] {
 					continue // the node's own finding, repeated by each service
 				}
@@ -351,8 +358,9 @@ func (a *Audit) Node(n *snapshot.Node) *NodeAudit {
 				}
 				res.Findings = append(res.Findings, AuditFinding{Service: s.key, Finding: f})
 			}
-			results[i] = result{}
+			results[i] = serviceResult{}
 		}
+		st.Conntrack = ct
 	}
 
 	// The node's health, judged with what its rules got wrong.
@@ -372,23 +380,45 @@ func (a *Audit) Node(n *snapshot.Node) *NodeAudit {
 	return res
 }
 
+// serviceResult is one service's analysis on a node: the report holding
+// its findings and notes, and, when conntrack saw flows to its entries,
+// the positions of those flows and the analysis that checks them.
+type serviceResult struct {
+	rep   *report.Report
+	na    *nodeAnalysis
+	flows []int
+}
+
 // serviceOnNode analyses one service on one node as Explain does (see the
-// comment at the top for what an audit leaves out).
-func (a *Audit) serviceOnNode(s *auditService, nc *cluster.Cluster, st *nodestate.Node, flows map[netip.AddrPort][]int, mode string) ([]report.Finding, []string) {
+// comment at the top for what an audit leaves out), but for the node's
+// conntrack flows: it returns the flows to the service's entries, which
+// Node checks after, when no other service is being analysed (the check
+// reads them from the node state).
+func (a *Audit) serviceOnNode(s *auditService, nc *cluster.Cluster, st *nodestate.Node, flows map[netip.AddrPort][]int) serviceResult {
 	rep := &report.Report{Nodes: make([]report.Node, 0, 1)}
 	an := &analysis{c: nc, svc: s.svc, ports: s.ports, rep: rep}
-	sst := a.serviceState(an, st, flows)
-	an.states = map[string]*nodestate.Node{st.Name: sst}
-	out, na := an.node(sst)
+	an.states = map[string]*nodestate.Node{st.Name: st}
+	out, na := an.node(st)
 	rep.Nodes = append(rep.Nodes, out)
 	na.out = &rep.Nodes[0]
-	if kubeProxyMode(mode) {
-		na.conntrack(expectedShares(na.out))
+	res := serviceResult{rep: rep}
+	if kubeProxyMode(na.out.Mode) && len(flows) > 0 {
+		// The entries the conntrack check looks flows up by (conntrack.go).
+		for _, p := range an.ports {
+			for _, fam := range an.families() {
+				for _, e := range na.entries(p, fam) {
+					res.flows = append(res.flows, flows[e.addr]...)
+				}
+			}
+		}
+		if len(res.flows) > 0 {
+			res.na = na
+		}
 	}
-	if mode == ModeIPTables {
+	if na.rulesEvaluated() {
 		na.checkInterfaces()
 		if s.icmpChecked.CompareAndSwap(false, true) {
-			an.afterNodes([]*nodestate.Node{sst})
+			an.afterNodes([]*nodestate.Node{st})
 			for _, f := range an.serviceFindings {
 				if f.ID == report.ICMPNotServed {
 					rep.Nodes[0].Findings = append(rep.Nodes[0].Findings, f)
@@ -396,38 +426,21 @@ func (a *Audit) serviceOnNode(s *auditService, nc *cluster.Cluster, st *nodestat
 			}
 		}
 	}
-	return rep.Nodes[0].Findings, rep.Nodes[0].Notes
+	return res
 }
 
-// serviceState is the node's state as the analysis of one service reads
-// it: the same, with only the conntrack flows to the service's entries and
-// without --verify's connections.
-func (a *Audit) serviceState(an *analysis, st *nodestate.Node, flows map[netip.AddrPort][]int) *nodestate.Node {
-	cp := *st
-	cp.Verify = nil
-	if st.Conntrack == nil {
-		return &cp
-	}
-	// The entries the conntrack check looks flows up by (conntrack.go).
-	na := &nodeAnalysis{analysis: an, st: st}
-	var idx []int
-	for _, p := range an.ports {
-		for _, fam := range an.families() {
-			for _, e := range na.entries(p, fam) {
-				idx = append(idx, flows[e.addr]...)
-			}
-		}
-	}
+// selectFlows is the part of a conntrack table at the given positions, in
+// table order.
+func selectFlows(d *ctflow.Dump, idx []int) *ctflow.Dump {
 	sort.Ints(idx)
-	ct := &ctflow.Dump{Flows: make([]ctflow.Flow, 0, len(idx))}
+	out := &ctflow.Dump{Flows: make([]ctflow.Flow, 0, len(idx))}
 	for i, j := range idx {
 		if i > 0 && idx[i-1] == j {
 			continue
 		}
-		ct.Flows = append(ct.Flows, st.Conntrack.Flows[j])
+		out.Flows = append(out.Flows, d.Flows[j])
 	}
-	cp.Conntrack = ct
-	return &cp
+	return out
 }
 
 // indexFlows groups a conntrack table's flows by original destination.

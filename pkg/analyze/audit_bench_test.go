@@ -74,10 +74,13 @@ func peakHeap() (stop func() uint64) {
 // 10,000-service / 30,000-endpoint cluster on one node (the 155,060-line,
 // 12.5 MB iptables-save of node-0): parsing the node's data and analysing
 // each service port with every check of the single-service report, as
-// `kubectl svcpath audit` does for each node that reports. The audit's
+// `kubectl svcpath audit` does for each node that reports, on GOMAXPROCS
+// goroutines (cpu-ms/op is the CPU time it takes). The audit's
 // one-time preparation (NewAudit: ports, endpoints, pods by node) is
 // measured apart (setup-ms). peak-heap-MB is the largest
-// runtime.MemStats.HeapInuse seen while the iterations ran.
+// runtime.MemStats.HeapInuse seen while the iterations ran, base-heap-MB
+// the heap before them (the API objects, the dump's bytes and the
+// audit's indexes): the node's analysis takes the difference.
 func BenchmarkAuditAllServicesOneNode(b *testing.B) {
 	sc, dump, err := iptgen.GenerateScale(10000, 3, 42)
 	if err != nil {
@@ -89,6 +92,9 @@ func BenchmarkAuditAllServicesOneNode(b *testing.B) {
 	setup := time.Since(start)
 	node := &snapshot.Node{Name: sc.Config.NodeName, IPTablesSave: dump}
 	runtime.GC()
+	var m0 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	cpu0 := cpuSeconds()
 	stop := peakHeap()
 	b.SetBytes(int64(len(dump)))
 	b.ReportAllocs()
@@ -99,6 +105,7 @@ func BenchmarkAuditAllServicesOneNode(b *testing.B) {
 	}
 	b.StopTimer()
 	peak := stop()
+	cpu := cpuSeconds() - cpu0
 	if res.Services != len(sc.Services) || res.Mode != ModeIPTables {
 		b.Fatalf("%d services analysed in mode %s", res.Services, res.Mode)
 	}
@@ -108,5 +115,7 @@ func BenchmarkAuditAllServicesOneNode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(setup.Milliseconds()), "setup-ms")
+	b.ReportMetric(cpu*1000/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(peak)/1e6, "peak-heap-MB")
+	b.ReportMetric(float64(m0.HeapInuse)/1e6, "base-heap-MB")
 }

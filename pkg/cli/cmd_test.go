@@ -289,7 +289,7 @@ func TestCommand(t *testing.T) {
 		{
 			name: "unknown output", args: []string{"shop/web", "--snapshot", "snap", "-o", "xml"},
 			analyzer: &fakeAnalyzer{report: testReport()}, wantErr: true,
-			wantErrOut: "error: unknown output format \"xml\": use one of text, json, yaml\n",
+			wantErrOut: "error: unknown output format \"xml\": use one of text, json, yaml, dot, mermaid\n",
 		},
 		{
 			name: "unknown flag", args: []string{"shop/web", "--snapshots", "snap"},
@@ -447,7 +447,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help lacks %q", want)
 		}
 	}
-	for _, hidden := range []string{"--logtostderr", "--vmodule", "--log_file", "completion"} {
+	for _, hidden := range []string{"--logtostderr", "--vmodule", "--log_file", "\n  completion "} {
 		if strings.Contains(got, hidden) {
 			t.Errorf("help shows %q", hidden)
 		}

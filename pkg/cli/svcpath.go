@@ -93,9 +93,16 @@ const (
 	outputText = "text"
 	outputJSON = "json"
 	outputYAML = "yaml"
+	// The report as a graph (pkg/render: DOT, Mermaid).
+	outputDOT     = "dot"
+	outputMermaid = "mermaid"
 )
 
 var outputFormats = []string{outputText, outputJSON, outputYAML}
+
+// reportFormats are the -o values of the report: outputFormats and the
+// graphs (`version -o` stays json|yaml).
+var reportFormats = append(append([]string(nil), outputFormats...), outputDOT, outputMermaid)
 
 // Where the namespace came from, for error messages.
 const (
@@ -223,7 +230,7 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 	f.StringVar(&o.From, "from", o.From,
 		"Trace a connection from this client: pod/NAME (in the service's namespace), pod/NAMESPACE/NAME, node/NAME, or an IP address (an off-cluster client, e.g. for a NodePort). Without it, the report shows a typical pod's view on every node.")
 	f.StringVarP(&o.Output, "output", "o", o.Output,
-		"Output format: text (default), json or yaml. json and yaml print the report schema of docs/report-schema.md.")
+		"Output format: text (default), json, yaml, dot or mermaid. json and yaml print the report schema of docs/report-schema.md; dot (Graphviz) and mermaid draw the path (source, entry rule, service chain, endpoint chains with their shares, route or tunnel, pod).")
 	f.StringVar(&o.Color, "color", o.Color,
 		"Colour the text report: auto (only on a terminal, and not when NO_COLOR is set), always or never.")
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn,
@@ -253,7 +260,7 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 	addKlogFlags(cmd.PersistentFlags())
 
 	for name, values := range map[string][]string{
-		"output":  outputFormats,
+		"output":  reportFormats,
 		"color":   colorModes,
 		"fail-on": failOnValues,
 	} {
@@ -263,9 +270,11 @@ func newCmdSvcpath(o *SvcpathOptions) *cobra.Command {
 
 	_ = cmd.RegisterFlagCompletionFunc("image-pull-policy", cobra.FixedCompletions(pullPolicies, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.MarkFlagDirname("save")
+	o.registerCompletion(cmd) // completion.go: names from the API or the snapshot, --completion
 
 	cmd.AddCommand(newCmdVersion(o.IOStreams))
 	cmd.AddCommand(newCmdCleanup(o))
+	cmd.AddCommand(newCmdAudit(o))
 	return cmd
 }
 
@@ -344,8 +353,8 @@ func (o *SvcpathOptions) Validate() error {
 	if o.Name == "" {
 		return fmt.Errorf("no service given")
 	}
-	if o.Output != "" && !contains(outputFormats, o.Output) {
-		return fmt.Errorf("unknown output format %q: use one of %s", o.Output, strings.Join(outputFormats, ", "))
+	if o.Output != "" && !contains(reportFormats, o.Output) {
+		return fmt.Errorf("unknown output format %q: use one of %s", o.Output, strings.Join(reportFormats, ", "))
 	}
 	if !contains(colorModes, o.Color) {
 		return fmt.Errorf("invalid --color %q: use one of %s", o.Color, strings.Join(colorModes, ", "))
@@ -444,8 +453,12 @@ func (o *SvcpathOptions) print(rep *report.Report) error {
 		err = render.JSON(o.Out, rep)
 	case outputYAML:
 		err = render.YAML(o.Out, rep)
+	case outputDOT:
+		err = render.DOT(o.Out, rep)
+	case outputMermaid:
+		err = render.Mermaid(o.Out, rep)
 	default:
-		return fmt.Errorf("unknown output format %q: use one of %s", o.Output, strings.Join(outputFormats, ", "))
+		return fmt.Errorf("unknown output format %q: use one of %s", o.Output, strings.Join(reportFormats, ", "))
 	}
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)

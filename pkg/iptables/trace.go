@@ -326,7 +326,7 @@ func (t *tracer) startStage(b *branch) {
 		t.endStage(b)
 		return
 	}
-	rules, err := c.Rules()
+	rules, err := t.rulesFor(b, c) // trace_index.go: the candidates of a big chain
 	if err != nil {
 		t.err = err
 		return
@@ -581,7 +581,7 @@ func (t *tracer) jump(b *branch, r *Rule, c *Chain) {
 		t.ret(b)
 		return
 	}
-	rules, err := c.Rules()
+	rules, err := t.rulesFor(b, c) // trace_index.go: the candidates of a big chain
 	if err != nil {
 		t.err = err
 		return
@@ -785,6 +785,8 @@ func (t *tracer) evalMatch(b *branch, m *Match) (matchResult, float64, string) {
 		return boolResult(ok != m.Recent.Negated), 0, ""
 	case "addrtype":
 		return t.evalAddrType(b, m.AddrType)
+	case "set":
+		return t.evalSet(b, m) // ipset.go
 	case "conntrack", "state":
 		if m.Unknown {
 			return matchUncertain, 0, "-m " + m.Module + " with options not modelled"

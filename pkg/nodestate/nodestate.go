@@ -191,6 +191,9 @@ func Parse(n *snapshot.Node, apiAddrs []netip.Addr) *Node {
 	return st
 }
 
+// maxNFTCache bounds the cached translations of a node.
+const maxNFTCache = 8
+
 type nftSource struct {
 	table *nft.Table
 	base  []byte
@@ -247,7 +250,9 @@ func (n *Node) KubeProxyNFT(family string, focus *nft.Focus) (*nft.Translation, 
 		return r.tr, r.err
 	}
 	tr, err := nft.TranslateFocus(src.table, src.base, focus)
-	if n.nftCache == nil {
+	if n.nftCache == nil || len(n.nftCache) >= maxNFTCache {
+		// One service's analysis asks for its focus several times;
+		// an audit of every service must not keep them all.
 		n.nftCache = map[string]nftResult{}
 	}
 	n.nftCache[key] = nftResult{tr, err}
