@@ -268,6 +268,9 @@ func expectedShares(n *report.Node) map[string]map[netip.AddrPort]float64 {
 }
 
 type analysis struct {
+	// nftWhole translates kube-proxy's whole nftables table once (an
+	// audit of every service) instead of the service's part.
+	nftWhole bool
 	c     *cluster.Cluster
 	svc   *corev1.Service
 	ports []cluster.Port

@@ -396,7 +396,7 @@ type serviceResult struct {
 // reads them from the node state).
 func (a *Audit) serviceOnNode(s *auditService, nc *cluster.Cluster, st *nodestate.Node, flows map[netip.AddrPort][]int) serviceResult {
 	rep := &report.Report{Nodes: make([]report.Node, 0, 1)}
-	an := &analysis{c: nc, svc: s.svc, ports: s.ports, rep: rep}
+	an := &analysis{c: nc, svc: s.svc, ports: s.ports, rep: rep, nftWhole: true}
 	an.states = map[string]*nodestate.Node{st.Name: st}
 	out, na := an.node(st)
 	rep.Nodes = append(rep.Nodes, out)

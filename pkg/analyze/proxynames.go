@@ -96,10 +96,8 @@ func (n *proxyNames) serviceChains(ns, name, portName, proto string) []string {
 		// nft: service-HASH-ns/name/proto/portname; the hash is found by
 		// the suffix in the table.
 		suffix := nftPortSuffix(ns, name, portName, proto)
-		for _, c := range n.tables() {
-			if strings.HasPrefix(c.Name, n.svc) && strings.HasSuffix(c.Name, suffix) {
-				out = append(out, c.Name)
-			}
+		for _, tr := range n.nft {
+			out = append(out, tr.HashedChains(strings.TrimSuffix(n.svc, "-"), suffix[1:])...)
 		}
 		if len(out) == 0 {
 			out = append(out, n.svc+"*-"+suffix[1:])
@@ -121,21 +119,12 @@ func (n *proxyNames) endpointChain(ns, name, portName, proto string, ep netip.Ad
 		return kubeproxy.EndpointChain(spn, proto, ep.String())
 	}
 	suffix := nftPortSuffix(ns, name, portName, proto) + "__" + ep.Addr().String() + "/" + itoa(int(ep.Port()))
-	for _, c := range n.tables() {
-		if strings.HasPrefix(c.Name, n.sep) && strings.HasSuffix(c.Name, suffix) {
-			return c.Name
+	for _, tr := range n.nft {
+		if cs := tr.HashedChains(strings.TrimSuffix(n.sep, "-"), suffix[1:]); len(cs) > 0 {
+			return cs[0]
 		}
 	}
 	return n.sep + "*" + suffix
-}
-
-// tables lists the chains of every translated nft table.
-func (n *proxyNames) tables() []*nft.Chain {
-	var out []*nft.Chain
-	for _, tr := range n.nft {
-		out = append(out, tr.Table.Chains...)
-	}
-	return out
 }
 
 func itoa(i int) string {
@@ -185,6 +174,9 @@ func (na *nodeAnalysis) rules(fam string) (*iptables.Dump, error, bool) {
 // service can meet: its addresses (ClusterIPs, external and load-balancer
 // IPs) and node ports.
 func (a *analysis) nftFocus() *nft.Focus {
+	if a.nftWhole {
+		return nil // an audit: one translation for every service
+	}
 	f := &nft.Focus{Addrs: map[netip.Addr]bool{}, Ports: map[string]bool{}}
 	add := func(ip string) {
 		if ad, err := netip.ParseAddr(ip); err == nil {

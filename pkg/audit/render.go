@@ -141,13 +141,15 @@ func (r *Result) summary(o TextOptions) *render.AuditSummary {
 	}
 	var other []string
 	for _, n := range r.Reported {
-		if n.Mode != "iptables" {
+		switch n.Mode {
+		case "iptables", "nftables", "ipvs":
+		default:
 			other = append(other, fmt.Sprintf("%s (%s)", n.Node, n.Mode))
 		}
 	}
 	if len(other) > 0 {
 		s.Sections = append(s.Sections, render.AuditSection{SeverityColumn: -1,
-			Note: fmt.Sprintf("Not in iptables mode, rules not evaluated (see the nodes' notes in -o json): %s", names(other, o.MaxNames))})
+			Note: fmt.Sprintf("Service rules not evaluated (an eBPF datapath, no kube-proxy rules, or unreadable data; see the nodes' notes in -o json): %s", names(other, o.MaxNames))})
 	}
 	s.Summary = r.Summary()
 	for _, sev := range []report.Severity{report.SeverityError, report.SeverityWarning} {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/svcpath/kubectl-svcpath/pkg/iptables"
 )
@@ -33,6 +34,31 @@ type Translation struct {
 	// Unmodelled lists the expressions that the translation could not
 	// express (evaluated as uncertain by the tracer).
 	Unmodelled []string
+
+	byNameOnce sync.Once
+	byName     map[string][]string
+}
+
+// HashedChains returns the table's chains named PREFIX-HASH-REST (kube-proxy's
+// "service-SUSTUHLJ-default/web/tcp/http") for a prefix ("service") and a
+// rest ("default/web/tcp/http"), whatever the hash. The index is built once.
+func (t *Translation) HashedChains(prefix, rest string) []string {
+	t.byNameOnce.Do(func() {
+		t.byName = map[string][]string{}
+		for _, c := range t.Table.Chains {
+			p, after, ok := strings.Cut(c.Name, "-")
+			if !ok {
+				continue
+			}
+			_, r, ok := strings.Cut(after, "-")
+			if !ok {
+				continue
+			}
+			k := p + "|" + r
+			t.byName[k] = append(t.byName[k], c.Name)
+		}
+	})
+	return t.byName[prefix+"|"+rest]
 }
 
 // MaxRulesPerRule bounds the expansion of one nft rule (elements of the
