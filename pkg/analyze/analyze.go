@@ -271,10 +271,10 @@ type analysis struct {
 	// nftWhole translates kube-proxy's whole nftables table once (an
 	// audit of every service) instead of the service's part.
 	nftWhole bool
-	c     *cluster.Cluster
-	svc   *corev1.Service
-	ports []cluster.Port
-	rep   *report.Report
+	c        *cluster.Cluster
+	svc      *corev1.Service
+	ports    []cluster.Port
+	rep      *report.Report
 	// serviceFindings are node-independent.
 	serviceFindings []report.Finding
 	// seen dedupes service-level findings by ID+port.
