@@ -729,6 +729,48 @@ func TestLab(t *testing.T) {
 		wantFinding(t, rep, report.NoReadyEndpoints, "")
 	})
 
+	t.Run("audit", func(t *testing.T) {
+		// Every service of the namespace on every Ready node, through the
+		// pool of probe pods, as the least-privileged user.
+		r := l.svcpath(t, "audit", "-n", ns, "-o", "json", "--fail-on", "warning")
+		if r.code != 1 {
+			t.Fatalf("audit: exit %d, want 1 (never-ready has a warning)\nstderr:\n%s", r.code, r.stderr)
+		}
+		var doc struct {
+			Kind     string
+			Services struct{ Audited int }
+			Nodes    struct {
+				Reported   []struct{ Node, Mode string }
+				Unreported []struct{ Node, Reason string }
+			}
+			Findings []struct{ Service, Node, ID, Severity string }
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatalf("audit -o json: %v\n%s", err, r.stdout)
+		}
+		if len(doc.Nodes.Reported) != 1 || doc.Nodes.Reported[0].Node != l.node || doc.Nodes.Reported[0].Mode != l.mode || len(doc.Nodes.Unreported) != 0 {
+			t.Errorf("nodes: %+v", doc.Nodes)
+		}
+		if doc.Services.Audited < 2 {
+			t.Errorf("%d services audited, want web and never-ready at least", doc.Services.Audited)
+		}
+		var noReady bool
+		for _, f := range doc.Findings {
+			if f.Service == ns+"/never-ready" && f.ID == report.NoReadyEndpoints {
+				noReady = true
+			}
+			if f.Service == ns+"/"+webName && f.Severity == "error" {
+				t.Errorf("web has an error in the audit: %+v", f)
+			}
+		}
+		if !noReady {
+			t.Errorf("no NO-READY-ENDPOINTS for never-ready: %+v", doc.Findings)
+		}
+		if pods := probePods(t, l, ctx); len(pods) != 0 {
+			t.Errorf("%d probe pods left after the audit", len(pods))
+		}
+	})
+
 	t.Run("rule deleted by hand", func(t *testing.T) {
 		rep := l.report(t, ns+"/"+webName)
 		entry := l.nodeReport(t, rep).Ports[0].Entries[0]
