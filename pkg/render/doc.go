@@ -1,5 +1,6 @@
 // Package render writes a report.Report for people (Text, with lipgloss
-// styles) and for programs (JSON, YAML). It sees nothing but the public
+// styles), for programs (JSON, YAML) and as a picture of the path (DOT for
+// Graphviz, Mermaid; both from one graph model, graph.go). It sees nothing but the public
 // report schema, so every output format shows the same facts, and it never
 // decides policy: colour on or off is the caller's choice (TextOptions.Color).
 //
