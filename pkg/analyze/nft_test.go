@@ -263,3 +263,32 @@ func TestNFTablesBrokenVariants(t *testing.T) {
 		})
 	}
 }
+
+// examples/lab-nftables was saved with `kubectl svcpath --save` from the
+// e2e lab (real kube-proxy v1.34 in nftables mode, a NodePort service):
+// its nft listing has numeric protocols (the probe image had no
+// /etc/protocols) and NodePorts behind `ip daddr @nodeport-ips`.
+func TestLabNFTablesSnapshot(t *testing.T) {
+	snap, err := snapshot.Load(filepath.Join("..", "..", "examples", "lab-nftables"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Analyze(snap, Options{Namespace: "default", Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := rep.Nodes[0]
+	if n.Mode != ModeNFTables || len(n.Ports) != 1 || len(n.Ports[0].Entries) != 2 {
+		t.Fatalf("node %+v", n)
+	}
+	for _, e := range n.Ports[0].Entries {
+		if got := targetsOf(e.Targets); got != "10.244.0.2:8080=0.5000 10.244.0.4:8080=0.5000" {
+			t.Errorf("%s: targets %s", e.Kind, got)
+		}
+	}
+	for _, f := range rep.Findings {
+		if f.Severity == "error" {
+			t.Errorf("%s: %s", f.ID, f.Message)
+		}
+	}
+}

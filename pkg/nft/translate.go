@@ -77,7 +77,7 @@ type iptTable struct {
 	declared map[string]bool
 }
 
-// Focus narrows a translation to the map and set elements that can match
+// Focus narrows a translation to the verdict-map elements that can match
 // packets to some addresses and node ports: on a node with 10,000 services
 // the analysis of one service needs one element of service-ips, not all.
 // Elements keyed by a destination address are kept when the address is in
@@ -575,7 +575,9 @@ func (tr *translator) elements(r *Rule, e expr, isMap bool) ([]Element, string) 
 			tr.note(r, "set "+e.val+" not found")
 			return nil, ""
 		}
-		if tr.focus == nil {
+		if tr.focus == nil || !isMap {
+			// Plain sets stay whole: they hold addresses of the node
+			// (nodeport-ips) as well as of services (cluster-ips).
 			return s.Elements, s.Name
 		}
 		out := []Element{}
