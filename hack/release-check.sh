@@ -193,7 +193,9 @@ for pair in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 wind
 			fail "kubectl_complete-svcpath, as krew installs it, does not complete (is kubectl-svcpath on the PATH?)"
 	fi
 done
-if ! tar -tzf "$DIST/kubectl-svcpath_${tag}_linux_amd64.tar.gz" | grep -qiE '^(LICENSE|COPYING)'; then
+# (listed first: with pipefail, grep -q closing the pipe early fails tar)
+listing=$(tar -tzf "$DIST/kubectl-svcpath_${tag}_linux_amd64.tar.gz")
+if ! grep -qiE '^(LICENSE|COPYING)' <<<"$listing"; then
 	echo "warning: the archives hold no LICENSE file: krew-index accepts a plugin only with one (add LICENSE at the repository root; .goreleaser.yaml ships LICENSE*)" >&2
 fi
 
