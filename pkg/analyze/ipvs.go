@@ -156,7 +156,7 @@ func (na *nodeAnalysis) ipvsMode() string {
 	return ModeIPVS
 }
 
-// ipvsChains names a port's virtual services (the "chains" of IPVS mode).
+// ipvsServices names a port's virtual services (the "chains" of IPVS mode).
 func (na *nodeAnalysis) ipvsServices(proto string, addrs []netip.AddrPort) []string {
 	var out []string
 	for _, a := range addrs {

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/svcpath/kubectl-svcpath/pkg/cluster"
@@ -118,26 +119,13 @@ func (n *proxyNames) endpointChain(ns, name, portName, proto string, ep netip.Ad
 		spn := kubeproxy.ServicePortNames(ns, name, portName)[0]
 		return kubeproxy.EndpointChain(spn, proto, ep.String())
 	}
-	suffix := nftPortSuffix(ns, name, portName, proto) + "__" + ep.Addr().String() + "/" + itoa(int(ep.Port()))
+	suffix := nftPortSuffix(ns, name, portName, proto) + "__" + ep.Addr().String() + "/" + strconv.Itoa(int(ep.Port()))
 	for _, tr := range n.nft {
 		if cs := tr.HashedChains(strings.TrimSuffix(n.sep, "-"), suffix[1:]); len(cs) > 0 {
 			return cs[0]
 		}
 	}
 	return n.sep + "*" + suffix
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i == 0 {
-		return "0"
-	}
-	var b []byte
-	for i > 0 {
-		b = append([]byte{digits[i%10]}, b...)
-		i /= 10
-	}
-	return string(b)
 }
 
 // portChains is serviceChains for a cluster port.
@@ -198,7 +186,7 @@ func (a *analysis) nftFocus() *nft.Focus {
 			if proto == "" {
 				proto = "tcp"
 			}
-			f.Ports[proto+":"+itoa(int(p.NodePort))] = true
+			f.Ports[proto+":"+strconv.Itoa(int(p.NodePort))] = true
 		}
 	}
 	return f

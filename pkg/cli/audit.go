@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -503,42 +501,17 @@ func (o *AuditOptions) print(res *audit.Result) error {
 // a terminal: "▕██████░░░░▏ 37/120 nodes · 2 did not report · probing
 // worker-8: pulling image ...".
 type auditProgress struct {
-	w      io.Writer
-	active bool
+	statusLine
 	total  int
-
-	mu      sync.Mutex
-	done    int
-	failed  int
-	status  map[string]string
-	drawn   bool
-	stop    chan struct{}
-	stopped chan struct{}
-	once    sync.Once
+	done   int
+	failed int
 }
 
 func newAuditProgress(w io.Writer, tty bool, total int) *auditProgress {
-	p := &auditProgress{w: w, active: tty && total > 0, total: total, status: map[string]string{},
-		stop: make(chan struct{}), stopped: make(chan struct{})}
-	if !p.active {
-		close(p.stopped)
-		return p
-	}
-	go func() {
-		defer close(p.stopped)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-				p.mu.Lock()
-				p.draw()
-				p.mu.Unlock()
-			}
-		}
-	}()
+	p := &auditProgress{total: total}
+	p.w = w
+	p.line = p.render
+	p.start(tty && total > 0, 200*time.Millisecond)
 	return p
 }
 
@@ -568,28 +541,12 @@ func (p *auditProgress) Done(node string, reported bool) {
 		p.failed++
 	}
 	delete(p.status, node)
-	p.draw()
-}
-
-// Stop erases the bar.
-func (p *auditProgress) Stop() {
-	p.once.Do(func() {
-		if p.active {
-			close(p.stop)
-		}
-	})
-	<-p.stopped
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
+	p.redraw()
 }
 
 const barWidth = 24
 
-func (p *auditProgress) draw() {
+func (p *auditProgress) render() string {
 	filled := 0
 	if p.total > 0 {
 		filled = barWidth * p.done / p.total
@@ -598,17 +555,11 @@ func (p *auditProgress) draw() {
 	if p.failed > 0 {
 		line += fmt.Sprintf(" · %d did not report", p.failed)
 	}
-	if len(p.status) > 0 {
-		nodes := make([]string, 0, len(p.status))
-		for n := range p.status {
-			nodes = append(nodes, n)
-		}
-		sort.Strings(nodes)
+	if nodes := p.sortedNodes(); len(nodes) > 0 {
 		line += fmt.Sprintf(" · probing %d: %s: %s", len(nodes), nodes[0], p.status[nodes[0]])
 	}
 	if r := []rune(line); len(r) > 120 {
 		line = string(r[:117]) + "..."
 	}
-	fmt.Fprintf(p.w, "\r\033[K%s", line)
-	p.drawn = true
+	return line
 }

@@ -83,25 +83,35 @@ func stripHandle(l string) (string, int) {
 	return l, 0
 }
 
-// depth returns the brace balance of a line, outside quotes.
-func depth(l string) int {
+// scanBraces walks s outside double quotes, keeping the brace depth, and
+// calls f (when not nil) with each such byte and the depth around it; it
+// returns the final depth.
+func scanBraces(s string, f func(i int, c byte, depth int)) int {
 	d, inQ := 0, false
-	for i := 0; i < len(l); i++ {
-		switch l[i] {
-		case '"':
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' {
 			inQ = !inQ
+			continue
+		}
+		if inQ {
+			continue
+		}
+		switch c {
 		case '{':
-			if !inQ {
-				d++
-			}
+			d++
 		case '}':
-			if !inQ {
-				d--
-			}
+			d--
+		}
+		if f != nil {
+			f(i, c, d)
 		}
 	}
 	return d
 }
+
+// depth returns the brace balance of a line, outside quotes.
+func depth(l string) int { return scanBraces(l, nil) }
 
 // joinUnbalanced extends a line whose braces are not balanced with the
 // following lines.
@@ -277,28 +287,15 @@ func (p *textParser) set(name string, isMap bool) (*Set, error) {
 // splitTop splits at commas outside braces and quotes, trimming blanks.
 func splitTop(s string) []string {
 	var out []string
-	d, inQ, start := 0, false, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '"':
-			inQ = !inQ
-		case '{':
-			if !inQ {
-				d++
+	start := 0
+	scanBraces(s, func(i int, c byte, d int) {
+		if c == ',' && d == 0 {
+			if t := strings.TrimSpace(s[start:i]); t != "" {
+				out = append(out, t)
 			}
-		case '}':
-			if !inQ {
-				d--
-			}
-		case ',':
-			if !inQ && d == 0 {
-				if t := strings.TrimSpace(s[start:i]); t != "" {
-					out = append(out, t)
-				}
-				start = i + 1
-			}
+			start = i + 1
 		}
-	}
+	})
 	if t := strings.TrimSpace(s[start:]); t != "" {
 		out = append(out, t)
 	}

@@ -1,74 +1,22 @@
 package iptgen
 
 import (
-	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"github.com/svcpath/kubectl-svcpath/pkg/kubeproxy/internal/fixture"
 )
 
-// Small builders for the API objects of the tests.
+// Small builders for the API objects of the tests (shared with the other
+// generators' tests).
+var (
+	svc   = fixture.Svc
+	port  = fixture.Port
+	bptr  = fixture.BPtr
+	slice = fixture.Slice
+	sport = fixture.SPort
+)
 
-func svc(ns, name string, mutate func(*corev1.Service)) *corev1.Service {
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
-	}
-	mutate(s)
-	return s
-}
-
-func port(name string, proto corev1.Protocol, p, target, nodePort int32) corev1.ServicePort {
-	return corev1.ServicePort{Name: name, Protocol: proto, Port: p, TargetPort: intstr.FromInt32(target), NodePort: nodePort}
-}
-
-type ep struct {
-	ip, node                    string
-	ready, serving, terminating *bool
-	zones, forNodes             []string
-}
-
-func bptr(b bool) *bool { return &b }
-
-func slice(ns, svcName string, n int, ports []discoveryv1.EndpointPort, eps ...ep) *discoveryv1.EndpointSlice {
-	sl := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: ns, Name: fmt.Sprintf("%s-%d", svcName, n),
-			Labels: map[string]string{discoveryv1.LabelServiceName: svcName},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       ports,
-	}
-	for _, e := range eps {
-		if strings.Contains(e.ip, ":") {
-			sl.AddressType = discoveryv1.AddressTypeIPv6
-		}
-		de := discoveryv1.Endpoint{Addresses: []string{e.ip}}
-		if e.node != "" {
-			node := e.node
-			de.NodeName = &node
-		}
-		de.Conditions = discoveryv1.EndpointConditions{Ready: e.ready, Serving: e.serving, Terminating: e.terminating}
-		if len(e.zones) > 0 || len(e.forNodes) > 0 {
-			de.Hints = &discoveryv1.EndpointHints{}
-			for _, z := range e.zones {
-				de.Hints.ForZones = append(de.Hints.ForZones, discoveryv1.ForZone{Name: z})
-			}
-			for _, n := range e.forNodes {
-				de.Hints.ForNodes = append(de.Hints.ForNodes, discoveryv1.ForNode{Name: n})
-			}
-		}
-		sl.Endpoints = append(sl.Endpoints, de)
-	}
-	return sl
-}
-
-func sport(name string, proto corev1.Protocol, p int32) discoveryv1.EndpointPort {
-	return discoveryv1.EndpointPort{Name: &name, Protocol: &proto, Port: &p}
-}
+type ep = fixture.EP
 
 // tableLines returns the lines of one table of an iptables-save dump, from
 // "*name" to "COMMIT", without iptables-save's "#" comment lines.

@@ -32,10 +32,10 @@ func sampleCluster() (Config, []*corev1.Service, []*discoveryv1.EndpointSlice) {
 	}
 	slices := []*discoveryv1.EndpointSlice{
 		slice("default", "web", 1, []discoveryv1.EndpointPort{sport("http", corev1.ProtocolTCP, 8080)},
-			ep{ip: "10.244.1.11", node: "node1", ready: bptr(true)},
-			ep{ip: "10.244.1.10", node: "node1", ready: bptr(true)}),
+			ep{IP: "10.244.1.11", Node: "node1", Ready: bptr(true)},
+			ep{IP: "10.244.1.10", Node: "node1", Ready: bptr(true)}),
 		slice("default", "kubernetes", 1, []discoveryv1.EndpointPort{sport("https", corev1.ProtocolTCP, 6443)},
-			ep{ip: "10.200.0.10", ready: bptr(true)}),
+			ep{IP: "10.200.0.10", Ready: bptr(true)}),
 	}
 	return cfg, services, slices
 }
@@ -233,11 +233,11 @@ func overallObjects() ([]*corev1.Service, []*discoveryv1.EndpointSlice) {
 		}),
 	}
 	slices := []*discoveryv1.EndpointSlice{
-		slice("ns1", "svc1", 1, p80, ep{ip: "10.180.0.1"}),
-		slice("ns2", "svc2", 1, p80, ep{ip: "10.180.0.2"}),
-		slice("ns3", "svc3", 1, p80, ep{ip: "10.180.0.3"}),
-		slice("ns4", "svc4", 1, p80, ep{ip: "10.180.0.4"}, ep{ip: "10.180.0.5", node: "test-node"}),
-		slice("ns5", "svc5", 1, p80, ep{ip: "10.180.0.3"}),
+		slice("ns1", "svc1", 1, p80, ep{IP: "10.180.0.1"}),
+		slice("ns2", "svc2", 1, p80, ep{IP: "10.180.0.2"}),
+		slice("ns3", "svc3", 1, p80, ep{IP: "10.180.0.3"}),
+		slice("ns4", "svc4", 1, p80, ep{IP: "10.180.0.4"}, ep{IP: "10.180.0.5", Node: "test-node"}),
+		slice("ns5", "svc5", 1, p80, ep{IP: "10.180.0.3"}),
 	}
 	return services, slices
 }
@@ -313,7 +313,7 @@ func TestLargeClusterMode(t *testing.T) {
 		})
 		var eps []ep
 		for i := 0; i < n; i++ {
-			eps = append(eps, ep{ip: prefix + "." + itoa(i%256) + "." + itoa(i/256)})
+			eps = append(eps, ep{IP: prefix + "." + itoa(i%256) + "." + itoa(i/256)})
 		}
 		return s, slice(ns, name, 1, []discoveryv1.EndpointPort{sport("p"+itoa(int(p)), corev1.ProtocolTCP, p)}, eps...)
 	}
@@ -321,7 +321,7 @@ func TestLargeClusterMode(t *testing.T) {
 	s2, e2 := mk("ns2", "svc2", "172.30.0.42", 8080, largeClusterEndpointsThreshold/2-1, "10.1")
 	s3, _ := mk("ns3", "svc3", "172.30.0.43", 8081, 0, "")
 	e3 := slice("ns3", "svc3", 1, []discoveryv1.EndpointPort{sport("p8081", corev1.ProtocolTCP, 8081)},
-		ep{ip: "203.0.113.4"}, ep{ip: "203.0.113.8"}, ep{ip: "203.0.113.12"})
+		ep{IP: "203.0.113.4"}, ep{IP: "203.0.113.8"}, ep{IP: "203.0.113.12"})
 	find := func(dump []byte, needle string) (first string, n, comments int) {
 		for _, l := range strings.Split(string(dump), "\n") {
 			if !strings.HasPrefix(l, "-A KUBE-SEP-") || !strings.Contains(l, "DNAT") {
@@ -405,8 +405,8 @@ func walkthroughCluster() (Config, []*corev1.Service, []*discoveryv1.EndpointSli
 	unnamed80 := []discoveryv1.EndpointPort{sport("", corev1.ProtocolTCP, 80)}
 	slices := []*discoveryv1.EndpointSlice{
 		slice("default", "test", 1, unnamed80,
-			ep{ip: "10.1.139.93", node: "worker-1"}, ep{ip: "10.1.139.84", node: "worker-1"}),
-		slice("default", "nginx", 1, unnamed80, ep{ip: "10.200.1.18", node: "worker-1"}),
+			ep{IP: "10.1.139.93", Node: "worker-1"}, ep{IP: "10.1.139.84", Node: "worker-1"}),
+		slice("default", "nginx", 1, unnamed80, ep{IP: "10.200.1.18", Node: "worker-1"}),
 	}
 	return cfg, services, slices
 }

@@ -73,8 +73,8 @@ func shapes() []shape {
 		out = append(out, shape{
 			name: "multi-port-protocols", cfg: baseConfig(), services: []*corev1.Service{s},
 			slices: []*discoveryv1.EndpointSlice{
-				slice("ns2", "svc2", 1, ports, ep{ip: "10.180.0.1", node: "test-node"}, ep{ip: "10.180.2.1", node: "node2"}),
-				slice("ns2", "svc2", 2, []discoveryv1.EndpointPort{sport("http", corev1.ProtocolTCP, 8080)}, ep{ip: "10.180.3.1", node: "node3"}),
+				slice("ns2", "svc2", 1, ports, ep{IP: "10.180.0.1", Node: "test-node"}, ep{IP: "10.180.2.1", Node: "node2"}),
+				slice("ns2", "svc2", 2, []discoveryv1.EndpointPort{sport("http", corev1.ProtocolTCP, 8080)}, ep{IP: "10.180.3.1", Node: "node3"}),
 			},
 			chains: map[string][]string{
 				"nat/KUBE-SERVICES": {
@@ -124,7 +124,7 @@ func shapes() []shape {
 				s.Spec.ClusterIP = "172.30.0.43"
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 3003)}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns3", "svc3", 1, p80, ep{ip: "10.180.0.3"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns3", "svc3", 1, p80, ep{IP: "10.180.0.3"})},
 			chains: map[string][]string{
 				"nat/KUBE-NODEPORTS": {
 					`-A KUBE-NODEPORTS -d 127.0.0.0/8 -p tcp -m comment --comment "ns3/svc3:p80" -m tcp --dport 3003 -m nfacct --nfacct-name  localhost_nps_accepted_pkts -j ` + c.EXT,
@@ -176,7 +176,7 @@ func shapes() []shape {
 				s.Spec.ExternalIPs = []string{"192.168.99.33", "fd00::33"}
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 0)}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns4", "svc4", 1, p80, ep{ip: "10.180.0.4"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns4", "svc4", 1, p80, ep{IP: "10.180.0.4"})},
 			chains: map[string][]string{
 				"nat/KUBE-SERVICES": {
 					`-A KUBE-SERVICES -d 172.30.0.44/32 -p tcp -m comment --comment "ns4/svc4:p80 cluster IP" -m tcp --dport 80 -j ` + c.SVC,
@@ -212,7 +212,7 @@ func shapes() []shape {
 				s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 				s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns5", "svc5", 1, p80, ep{ip: "10.180.0.3"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns5", "svc5", 1, p80, ep{IP: "10.180.0.3"})},
 			chains: map[string][]string{
 				"nat/KUBE-SERVICES": {
 					`-A KUBE-SERVICES -d 172.30.0.45/32 -p tcp -m comment --comment "ns5/svc5:p80 cluster IP" -m tcp --dport 80 -j ` + c.SVC,
@@ -259,7 +259,7 @@ func shapes() []shape {
 				s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 				s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns7", "svc7", 1, p80, ep{ip: "10.180.0.8"}, ep{ip: "10.180.0.7"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns7", "svc7", 1, p80, ep{IP: "10.180.0.8"}, ep{IP: "10.180.0.7"})},
 			chains: map[string][]string{
 				"nat/" + c.SVC: {
 					`-A ` + c.SVC + ` ! -s 10.0.0.0/8 -d 172.30.0.47/32 -p tcp -m comment --comment "ns7/svc7:p80 cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ`,
@@ -305,7 +305,7 @@ func shapes() []shape {
 	}
 	{
 		c := ch("ns1/svc1:p80", "tcp")
-		sh := etpLocal("etp-local", ep{ip: "10.180.0.1", node: "node2"}, ep{ip: "10.180.2.1", node: "test-node"})
+		sh := etpLocal("etp-local", ep{IP: "10.180.0.1", Node: "node2"}, ep{IP: "10.180.2.1", Node: "test-node"})
 		sh.chains["nat/"+c.EXT] = []string{
 			`-A ` + c.EXT + ` -s 10.0.0.0/8 -m comment --comment "pod traffic for ns1/svc1:p80 external destinations" -j ` + c.SVC,
 			`-A ` + c.EXT + ` -m comment --comment "masquerade LOCAL traffic for ns1/svc1:p80 external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ`,
@@ -323,7 +323,7 @@ func shapes() []shape {
 		sh.chains["filter/KUBE-EXTERNAL-SERVICES"] = nil
 		out = append(out, sh)
 
-		sh = etpLocal("etp-local-no-local-endpoints", ep{ip: "10.180.0.1", node: "node2"})
+		sh = etpLocal("etp-local-no-local-endpoints", ep{IP: "10.180.0.1", Node: "node2"})
 		sh.chains["nat/"+c.EXT] = []string{
 			`-A ` + c.EXT + ` -s 10.0.0.0/8 -m comment --comment "pod traffic for ns1/svc1:p80 external destinations" -j ` + c.SVC,
 			`-A ` + c.EXT + ` -m comment --comment "masquerade LOCAL traffic for ns1/svc1:p80 external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ`,
@@ -342,8 +342,8 @@ func shapes() []shape {
 		// one, and both get endpoint chains.
 		f, tr := bptr(false), bptr(true)
 		sh = etpLocal("etp-local-serving-terminating",
-			ep{ip: "10.180.0.1", node: "node2"},
-			ep{ip: "10.180.2.1", node: "test-node", ready: f, serving: tr, terminating: tr})
+			ep{IP: "10.180.0.1", Node: "node2"},
+			ep{IP: "10.180.2.1", Node: "test-node", Ready: f, Serving: tr, Terminating: tr})
 		sh.chains["nat/"+c.SVL] = []string{
 			`-A ` + c.SVL + ` -m comment --comment "ns1/svc1:p80 -> 10.180.2.1:80" -j ` + sepOf("ns1/svc1:p80", "tcp", "10.180.2.1:80"),
 		}
@@ -374,7 +374,7 @@ func shapes() []shape {
 	}
 	{
 		c := ch("ns1/svc1", "tcp")
-		sh := itp("itp-local", ep{ip: "10.0.1.1", node: "test-node"}, ep{ip: "10.0.1.2", node: "node1"}, ep{ip: "10.0.1.3", node: "test-node"})
+		sh := itp("itp-local", ep{IP: "10.0.1.1", Node: "test-node"}, ep{IP: "10.0.1.2", Node: "node1"}, ep{IP: "10.0.1.3", Node: "test-node"})
 		sh.chains = map[string][]string{
 			"nat/KUBE-SERVICES": {
 				`-A KUBE-SERVICES -d 172.30.1.1/32 -p tcp -m comment --comment "ns1/svc1 cluster IP" -m tcp --dport 80 -j ` + c.SVL,
@@ -389,7 +389,7 @@ func shapes() []shape {
 		sh.absent = []string{"KUBE-SVC-", "10.0.1.2"}
 		out = append(out, sh)
 
-		sh = itp("itp-local-no-local-endpoints", ep{ip: "10.0.1.1", node: "node0"}, ep{ip: "10.0.1.2", node: "node1"})
+		sh = itp("itp-local-no-local-endpoints", ep{IP: "10.0.1.1", Node: "node0"}, ep{IP: "10.0.1.2", Node: "node1"})
 		sh.chains = map[string][]string{
 			"filter/KUBE-SERVICES": {
 				`-A KUBE-SERVICES -d 172.30.1.1/32 -p tcp -m comment --comment "ns1/svc1 has no local endpoints" -m tcp --dport 80 -j DROP`,
@@ -415,13 +415,13 @@ func shapes() []shape {
 			services: []*corev1.Service{mk("svc-a", "172.30.2.1"), mk("svc-b", "172.30.2.2")},
 			slices: []*discoveryv1.EndpointSlice{
 				slice("ns1", "svc-a", 1, p80,
-					ep{ip: "10.0.1.1", ready: f, serving: tr, terminating: tr},
-					ep{ip: "10.0.1.2", ready: f, serving: tr, terminating: tr},
-					ep{ip: "10.0.1.3", ready: f, serving: f, terminating: tr},
-					ep{ip: "10.0.1.4", ready: f, serving: f, terminating: f}),
+					ep{IP: "10.0.1.1", Ready: f, Serving: tr, Terminating: tr},
+					ep{IP: "10.0.1.2", Ready: f, Serving: tr, Terminating: tr},
+					ep{IP: "10.0.1.3", Ready: f, Serving: f, Terminating: tr},
+					ep{IP: "10.0.1.4", Ready: f, Serving: f, Terminating: f}),
 				slice("ns1", "svc-b", 1, p80,
-					ep{ip: "10.0.2.1", ready: tr, serving: tr, terminating: f},
-					ep{ip: "10.0.2.2", ready: f, serving: tr, terminating: tr}),
+					ep{IP: "10.0.2.1", Ready: tr, Serving: tr, Terminating: f},
+					ep{IP: "10.0.2.2", Ready: f, Serving: tr, Terminating: tr}),
 			},
 			chains: map[string][]string{
 				"nat/" + a.SVC: {
@@ -450,7 +450,7 @@ func shapes() []shape {
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "1.2.3.4"}}
 			})},
 			// Only an endpoint that is neither ready nor serving.
-			slices: []*discoveryv1.EndpointSlice{slice("ns1", "svc1", 1, p80, ep{ip: "10.180.0.1", ready: bptr(false), serving: bptr(false)})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns1", "svc1", 1, p80, ep{IP: "10.180.0.1", Ready: bptr(false), Serving: bptr(false)})},
 			chains: map[string][]string{
 				"filter/KUBE-SERVICES": {
 					`-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m comment --comment "ns1/svc1:p80 has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable`,
@@ -490,7 +490,7 @@ func shapes() []shape {
 					s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 0)}
 				}),
 			},
-			slices: []*discoveryv1.EndpointSlice{slice("ns1", "headless", 1, p80, ep{ip: "10.180.0.1"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns1", "headless", 1, p80, ep{IP: "10.180.0.1"})},
 			absent: []string{"ns1/", "KUBE-SVC-", "KUBE-SEP-"},
 		})
 	}
@@ -501,7 +501,7 @@ func shapes() []shape {
 		c := ch("ns1/big:p80", "tcp")
 		var eps []ep
 		for i := 0; i < largeClusterEndpointsThreshold+1; i++ {
-			eps = append(eps, ep{ip: "10.3." + itoa(i/250) + "." + itoa(i%250+1)})
+			eps = append(eps, ep{IP: "10.3." + itoa(i/250) + "." + itoa(i%250+1)})
 		}
 		s0 := sepOf("ns1/big:p80", "tcp", "10.3.0.1:80")
 		out = append(out, shape{
@@ -546,9 +546,9 @@ func shapes() []shape {
 				}),
 			},
 			slices: []*discoveryv1.EndpointSlice{
-				slice("ns1", "svc1", 1, p80, ep{ip: "fd00:10:180::2:1", node: "test-node"}, ep{ip: "fd00:10:180::1"}),
-				slice("ns1", "dual", 1, p80, ep{ip: "10.180.0.50"}),
-				slice("ns1", "dual", 2, p80, ep{ip: "fd00:10:180::50"}),
+				slice("ns1", "svc1", 1, p80, ep{IP: "fd00:10:180::2:1", Node: "test-node"}, ep{IP: "fd00:10:180::1"}),
+				slice("ns1", "dual", 1, p80, ep{IP: "10.180.0.50"}),
+				slice("ns1", "dual", 2, p80, ep{IP: "fd00:10:180::50"}),
 			},
 			chains: map[string][]string{
 				"nat/KUBE-SERVICES": {
@@ -591,8 +591,8 @@ func shapes() []shape {
 						s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 3005)}
 					}),
 				}, []*discoveryv1.EndpointSlice{
-					slice("ns1", "svc1", 1, p80, ep{ip: "10.180.0.1"}),
-					slice("ns1", "local", 1, p80, ep{ip: "10.180.0.2", node: "test-node"}),
+					slice("ns1", "svc1", 1, p80, ep{IP: "10.180.0.1"}),
+					slice("ns1", "local", 1, p80, ep{IP: "10.180.0.2", Node: "test-node"}),
 				}
 		}
 		localEXT := []string{
@@ -645,9 +645,9 @@ func shapes() []shape {
 			services: []*corev1.Service{mk("zoned", "172.30.4.1"), mk("unhinted", "172.30.4.2")},
 			slices: []*discoveryv1.EndpointSlice{
 				slice("ns1", "zoned", 1, p80,
-					ep{ip: "10.4.0.1", zones: []string{"zone-a"}}, ep{ip: "10.4.0.2", zones: []string{"zone-b"}}, ep{ip: "10.4.0.3", zones: []string{"zone-a"}}),
+					ep{IP: "10.4.0.1", Zones: []string{"zone-a"}}, ep{IP: "10.4.0.2", Zones: []string{"zone-b"}}, ep{IP: "10.4.0.3", Zones: []string{"zone-a"}}),
 				slice("ns1", "unhinted", 1, p80,
-					ep{ip: "10.4.1.1", zones: []string{"zone-a"}}, ep{ip: "10.4.1.2"}),
+					ep{IP: "10.4.1.1", Zones: []string{"zone-a"}}, ep{IP: "10.4.1.2"}),
 			},
 			chains: map[string][]string{
 				"nat/" + z.SVC: {
@@ -671,8 +671,8 @@ func shapes() []shape {
 			name: "topology-node-hints", cfg: cfg,
 			services: []*corev1.Service{mk("near", "172.30.4.3")},
 			slices: []*discoveryv1.EndpointSlice{slice("ns1", "near", 1, p80,
-				ep{ip: "10.4.2.1", node: "test-node", forNodes: []string{"test-node"}, zones: []string{"zone-a"}},
-				ep{ip: "10.4.2.2", node: "node2", forNodes: []string{"node2"}, zones: []string{"zone-a"}})},
+				ep{IP: "10.4.2.1", Node: "test-node", ForNodes: []string{"test-node"}, Zones: []string{"zone-a"}},
+				ep{IP: "10.4.2.2", Node: "node2", ForNodes: []string{"node2"}, Zones: []string{"zone-a"}})},
 			chains: map[string][]string{
 				"nat/" + n.SVC: {
 					`-A ` + n.SVC + ` ! -s 10.0.0.0/8 -d 172.30.4.3/32 -p tcp -m comment --comment "ns1/near:p80 cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ`,
@@ -698,7 +698,7 @@ func shapes() []shape {
 				s.Spec.ClusterIP = "172.30.0.41"
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 3001)}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns1", "svc1", 1, p80, ep{ip: "10.180.0.1"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns1", "svc1", 1, p80, ep{IP: "10.180.0.1"})},
 			chains: map[string][]string{
 				"nat/KUBE-SERVICES": {
 					`-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp --dport 80 -j ` + c.SVC,
@@ -739,7 +739,7 @@ func shapes() []shape {
 				s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 			})},
 			slices: []*discoveryv1.EndpointSlice{slice("ns1", "svc1", 1, p80,
-				ep{ip: "10.1.0.1", node: "n1"}, ep{ip: "10.1.0.2", node: "test-node"}, ep{ip: "10.1.0.3", node: "n3"})},
+				ep{IP: "10.1.0.1", Node: "n1"}, ep{IP: "10.1.0.2", Node: "test-node"}, ep{IP: "10.1.0.3", Node: "n3"})},
 			chains: map[string][]string{
 				"nat/" + c.XLB: {
 					`-A ` + c.XLB + ` -s 10.1.0.0/16 -m comment --comment "Redirect pods trying to reach external loadbalancer VIP to clusterIP" -j ` + c.SVC,

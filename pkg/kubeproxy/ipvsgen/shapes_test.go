@@ -79,7 +79,7 @@ func shapes() []shape {
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 30080)}
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "5.6.7.8"}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{ip: "10.180.0.2", node: "test-node"}, ep{ip: "10.180.1.2", node: "node2"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{IP: "10.180.0.2", Node: "test-node"}, ep{IP: "10.180.1.2", Node: "node2"})},
 			vs: map[string][]string{
 				"TCP  172.30.0.42:80 rr":    {"10.180.0.2:80 1", "10.180.1.2:80 1"},
 				"TCP  192.168.0.2:80 rr":    {"10.180.0.2:80 1"},
@@ -121,7 +121,7 @@ func shapes() []shape {
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 30080)}
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "5.6.7.8"}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{ip: "10.180.1.2", node: "node2"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{IP: "10.180.1.2", Node: "node2"})},
 			vs: map[string][]string{
 				"TCP  5.6.7.8:80 rr":        {"10.180.1.2:80 1"},
 				"TCP  192.168.0.2:30080 rr": {"10.180.1.2:80 1"},
@@ -147,8 +147,8 @@ func shapes() []shape {
 				}),
 			},
 			slices: []*discoveryv1.EndpointSlice{
-				slice("ns3", "itp", 1, p80, ep{ip: "10.180.0.3", node: "test-node"}, ep{ip: "10.180.1.3", node: "node2"}),
-				slice("ns3", "itp-none", 1, p80, ep{ip: "10.180.1.4", node: "node2"}),
+				slice("ns3", "itp", 1, p80, ep{IP: "10.180.0.3", Node: "test-node"}, ep{IP: "10.180.1.3", Node: "node2"}),
+				slice("ns3", "itp-none", 1, p80, ep{IP: "10.180.1.4", Node: "node2"}),
 			},
 			vs: map[string][]string{
 				"TCP  172.30.0.43:80 rr": {"10.180.0.3:80 1"},
@@ -179,8 +179,8 @@ func shapes() []shape {
 				}),
 			},
 			slices: []*discoveryv1.EndpointSlice{
-				slice("ns5", "fw", 1, p80, ep{ip: "10.180.0.5"}),
-				slice("ns6", "fw2", 1, []discoveryv1.EndpointPort{sport("dns", corev1.ProtocolUDP, 53)}, ep{ip: "10.180.0.6"}),
+				slice("ns5", "fw", 1, p80, ep{IP: "10.180.0.5"}),
+				slice("ns6", "fw2", 1, []discoveryv1.EndpointPort{sport("dns", corev1.ProtocolUDP, 53)}, ep{IP: "10.180.0.6"}),
 			},
 			sets: map[string][]string{
 				"KUBE-LOAD-BALANCER-FW": {"1.2.3.4,tcp:80", "5.6.7.8,udp:53"},
@@ -213,7 +213,7 @@ func shapes() []shape {
 				s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 				s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](300)}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns6", "sticky", 1, p80, ep{ip: "10.180.1.6"}, ep{ip: "10.180.0.6"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns6", "sticky", 1, p80, ep{IP: "10.180.1.6"}, ep{IP: "10.180.0.6"})},
 			vs: map[string][]string{
 				"TCP  172.30.0.46:80 rr persistent 300":    {"10.180.0.6:80 1", "10.180.1.6:80 1"},
 				"TCP  192.168.0.2:30046 rr persistent 300": {"10.180.0.6:80 1", "10.180.1.6:80 1"},
@@ -239,11 +239,11 @@ func shapes() []shape {
 			},
 			slices: []*discoveryv1.EndpointSlice{
 				slice("ns8", "term", 1, ports,
-					ep{ip: "10.180.0.8"},
-					ep{ip: "10.180.1.8", ready: ptr.To(false), serving: ptr.To(false), terminating: ptr.To(true)}),
+					ep{IP: "10.180.0.8"},
+					ep{IP: "10.180.1.8", Ready: ptr.To(false), Serving: ptr.To(false), Terminating: ptr.To(true)}),
 				slice("ns8", "allterm", 1, p80,
-					ep{ip: "10.180.0.9", ready: ptr.To(false), serving: ptr.To(true), terminating: ptr.To(true)},
-					ep{ip: "10.180.1.9", ready: ptr.To(false), serving: ptr.To(false), terminating: ptr.To(true)}),
+					ep{IP: "10.180.0.9", Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)},
+					ep{IP: "10.180.1.9", Ready: ptr.To(false), Serving: ptr.To(false), Terminating: ptr.To(true)}),
 			},
 			vs: map[string][]string{
 				"TCP  172.30.0.48:80 rr": {"10.180.0.8:80 1", "10.180.1.8:80 0"},
@@ -268,7 +268,7 @@ func shapes() []shape {
 			})},
 			slices: []*discoveryv1.EndpointSlice{slice("ns9", "dns", 1,
 				[]discoveryv1.EndpointPort{sport("dns-udp", corev1.ProtocolUDP, 53), sport("dns-sctp", corev1.ProtocolSCTP, 53)},
-				ep{ip: "10.180.0.9"})},
+				ep{IP: "10.180.0.9"})},
 			vs: map[string][]string{
 				"UDP  172.30.0.49:53 rr":    {"10.180.0.9:53 1"},
 				"SCTP 172.30.0.49:53 rr":    {"10.180.0.9:53 1"},
@@ -301,7 +301,7 @@ func shapes() []shape {
 				s.Spec.LoadBalancerSourceRanges = []string{"2001:db8::/64", "203.0.113.0/25"}
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "2001:db8:99::1"}, {IP: "1.2.3.4"}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns1", "v6", 1, p80, ep{ip: "fd00:10:180::2:1", node: "test-node"}, ep{ip: "fd00:10:180::1"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns1", "v6", 1, p80, ep{IP: "fd00:10:180::2:1", Node: "test-node"}, ep{IP: "fd00:10:180::1"})},
 			vs: map[string][]string{
 				"TCP  [fd00:10:96::41]:80 rr": {"[fd00:10:180::1]:80 1", "[fd00:10:180::2:1]:80 1"},
 				"TCP  [2001:db8::1]:3001 rr":  {"[fd00:10:180::1]:80 1", "[fd00:10:180::2:1]:80 1"},
@@ -329,7 +329,7 @@ func shapes() []shape {
 			s.Spec.ClusterIP = "172.30.0.41"
 			s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 0)}
 		})}
-		slices := []*discoveryv1.EndpointSlice{slice("ns1", "a", 1, p80, ep{ip: "10.180.0.1"})}
+		slices := []*discoveryv1.EndpointSlice{slice("ns1", "a", 1, p80, ep{IP: "10.180.0.1"})}
 		out = append(out, shape{name: "no-detector", cfg: cfg, services: svcs, slices: slices,
 			rules: []string{`-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -m set --match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ`}})
 		cfg.MasqueradeAll = true

@@ -140,11 +140,11 @@ func overallObjects() ([]*corev1.Service, []*discoveryv1.EndpointSlice) {
 		}),
 	}
 	slices := []*discoveryv1.EndpointSlice{
-		slice("ns1", "svc1", 1, p80, ep{ip: "10.180.0.1"}),
-		slice("ns2", "svc2", 1, p80, ep{ip: "10.180.0.2"}),
-		slice("ns3", "svc3", 1, p80, ep{ip: "10.180.0.3"}),
-		slice("ns4", "svc4", 1, p80, ep{ip: "10.180.0.4"}, ep{ip: "10.180.0.5", node: "test-node"}),
-		slice("ns5", "svc5", 1, p80, ep{ip: "10.180.0.3"}),
+		slice("ns1", "svc1", 1, p80, ep{IP: "10.180.0.1"}),
+		slice("ns2", "svc2", 1, p80, ep{IP: "10.180.0.2"}),
+		slice("ns3", "svc3", 1, p80, ep{IP: "10.180.0.3"}),
+		slice("ns4", "svc4", 1, p80, ep{IP: "10.180.0.4"}, ep{IP: "10.180.0.5", Node: "test-node"}),
+		slice("ns5", "svc5", 1, p80, ep{IP: "10.180.0.3"}),
 	}
 	return services, slices
 }

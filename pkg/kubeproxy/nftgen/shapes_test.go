@@ -81,7 +81,7 @@ func shapes() []shape {
 				s.Spec.ClusterIP = "172.30.0.41"
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 30080)}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns1", "np", 1, p80, ep{ip: "10.180.2.1", node: "node2"}, ep{ip: "10.180.0.1", node: "test-node"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns1", "np", 1, p80, ep{IP: "10.180.2.1", Node: "node2"}, ep{IP: "10.180.0.1", Node: "test-node"})},
 			chains: map[string][]string{
 				"services": {
 					"ip daddr . meta l4proto . th dport vmap @service-ips",
@@ -127,7 +127,7 @@ func shapes() []shape {
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 3002)}
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "5.6.7.8"}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{ip: "10.180.0.2", node: "test-node"}, ep{ip: "10.180.1.2", node: "node2"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{IP: "10.180.0.2", Node: "test-node"}, ep{IP: "10.180.1.2", Node: "node2"})},
 			chains: map[string][]string{
 				c.Service: {
 					"ip daddr 172.30.0.42 ip saddr != 10.0.0.0/8 " + masq,
@@ -170,7 +170,7 @@ func shapes() []shape {
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 3002)}
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "5.6.7.8"}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{ip: "10.180.1.2", node: "node2"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns2", "lb", 1, p80, ep{IP: "10.180.1.2", Node: "node2"})},
 			chains: map[string][]string{
 				c.External: {
 					`ip saddr 10.0.0.0/8 goto ` + c.Service + ` comment "short-circuit pod traffic"`,
@@ -206,8 +206,8 @@ func shapes() []shape {
 				}),
 			},
 			slices: []*discoveryv1.EndpointSlice{
-				slice("ns3", "itp", 1, p80, ep{ip: "10.180.0.3", node: "test-node"}, ep{ip: "10.180.1.3", node: "node2"}),
-				slice("ns3", "itp-none", 1, p80, ep{ip: "10.180.1.4", node: "node2"}),
+				slice("ns3", "itp", 1, p80, ep{IP: "10.180.0.3", Node: "test-node"}, ep{IP: "10.180.1.3", Node: "node2"}),
+				slice("ns3", "itp-none", 1, p80, ep{IP: "10.180.1.4", Node: "node2"}),
 			},
 			chains: map[string][]string{
 				c.Local: {
@@ -237,7 +237,7 @@ func shapes() []shape {
 				s.Spec.LoadBalancerSourceRanges = []string{"192.168.0.0/24", " 203.0.113.0/25"}
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "5.6.7.8"}, {IP: "1.2.3.4"}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns5", "fw", 1, p80, ep{ip: "10.180.0.5"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns5", "fw", 1, p80, ep{IP: "10.180.0.5"})},
 			chains: map[string][]string{
 				c.Firewall: {"ip saddr != { 1.2.3.4, 5.6.7.8, 192.168.0.0/24, 203.0.113.0/25 } drop"},
 				c.External: {masq, "goto " + c.Service},
@@ -270,7 +270,7 @@ func shapes() []shape {
 				s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 				s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](300)}}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns6", "sticky", 1, p80, ep{ip: "10.180.1.6"}, ep{ip: "10.180.0.6"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns6", "sticky", 1, p80, ep{IP: "10.180.1.6"}, ep{IP: "10.180.0.6"})},
 			chains: map[string][]string{
 				c.Service: {
 					"ip daddr 172.30.0.46 ip saddr != 10.0.0.0/8 " + masq,
@@ -335,8 +335,8 @@ func shapes() []shape {
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 0)}
 			})},
 			slices: []*discoveryv1.EndpointSlice{slice("ns8", "term", 1, p80,
-				ep{ip: "10.180.0.8", ready: ptr.To(false), serving: ptr.To(true), terminating: ptr.To(true)},
-				ep{ip: "10.180.1.8", ready: ptr.To(false), serving: ptr.To(false), terminating: ptr.To(true)})},
+				ep{IP: "10.180.0.8", Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)},
+				ep{IP: "10.180.1.8", Ready: ptr.To(false), Serving: ptr.To(false), Terminating: ptr.To(true)})},
 			chains: map[string][]string{
 				c.Service: {
 					"ip daddr 172.30.0.48 ip saddr != 10.0.0.0/8 " + masq,
@@ -372,8 +372,8 @@ func shapes() []shape {
 				}),
 			},
 			slices: []*discoveryv1.EndpointSlice{
-				slice("ns9", "dns", 1, dnsPorts, ep{ip: "10.180.0.9"}),
-				slice("ns9", "plain", 1, []discoveryv1.EndpointPort{sport("", corev1.ProtocolTCP, 80)}, ep{ip: "10.180.0.10"}),
+				slice("ns9", "dns", 1, dnsPorts, ep{IP: "10.180.0.9"}),
+				slice("ns9", "plain", 1, []discoveryv1.EndpointPort{sport("", corev1.ProtocolTCP, 80)}, ep{IP: "10.180.0.10"}),
 			},
 			chains: map[string][]string{
 				epChain("ns9", "dns", "udp", "dns-udp", "10.180.0.9:53"):   {"ip saddr 10.180.0.9 " + masq, "meta l4proto udp dnat to 10.180.0.9:53"},
@@ -419,7 +419,7 @@ func shapes() []shape {
 				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "2001:db8:99::1"}, {IP: "1.2.3.4"}}
 			})},
 			slices: []*discoveryv1.EndpointSlice{slice("ns1", "v6", 1, p80,
-				ep{ip: "fd00:10:180::2:1", node: "test-node"}, ep{ip: "fd00:10:180::1", node: "node2"})},
+				ep{IP: "fd00:10:180::2:1", Node: "test-node"}, ep{IP: "fd00:10:180::1", Node: "node2"})},
 			chains: map[string][]string{
 				"services": {
 					"ip6 daddr . meta l4proto . th dport vmap @service-ips",
@@ -467,7 +467,7 @@ func shapes() []shape {
 				s.Spec.ClusterIP = "10.96.0.41"
 				s.Spec.Ports = []corev1.ServicePort{port("p80", corev1.ProtocolTCP, 80, 80, 3001)}
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("ns1", "ma", 1, p80, ep{ip: "10.180.0.1", node: "test-node"})},
+			slices: []*discoveryv1.EndpointSlice{slice("ns1", "ma", 1, p80, ep{IP: "10.180.0.1", Node: "test-node"})},
 			chains: map[string][]string{
 				"cluster-ips-check": {
 					`ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"`,
@@ -544,7 +544,7 @@ func TestObjectOrder(t *testing.T) {
 		s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "1.2.3.4"}}
 	})}
-	slices := []*discoveryv1.EndpointSlice{slice("ns1", "a", 1, []discoveryv1.EndpointPort{sport("p80", corev1.ProtocolTCP, 80)}, ep{ip: "10.180.0.1", node: "test-node"})}
+	slices := []*discoveryv1.EndpointSlice{slice("ns1", "a", 1, []discoveryv1.EndpointPort{sport("p80", corev1.ProtocolTCP, 80)}, ep{IP: "10.180.0.1", Node: "test-node"})}
 	out, err := GenerateWithOptions(cfg, baseOpts, services, slices)
 	if err != nil {
 		t.Fatal(err)
